@@ -1,0 +1,340 @@
+"""Typed message contracts: one pydantic model per message of CONTRACT.md.
+
+Every model knows its exchange and routing key, so publishing code never spells them twice.
+Money is ``Decimal`` inside and a decimal string (``"10.50"``) on the wire; timestamps are
+timezone-aware and travel as ISO 8601 with an offset; ``store_id``/``order_id`` are integers and
+ids of our own records are strings. Models ignore unknown fields (consumers must tolerate added
+fields: the contract lets every producer add freely) but reject missing or mistyped ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
+
+CENT = Decimal("0.01")
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        msg = "money must be a decimal string, not a boolean"
+        raise TypeError(msg)
+    if isinstance(value, float):
+        # Floats are accepted only through their shortest repr, never their binary value.
+        value = repr(value)
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        msg = f"not a decimal amount: {value!r}"
+        raise ValueError(msg) from exc
+    if not result.is_finite():
+        msg = f"not a finite amount: {value!r}"
+        raise ValueError(msg)
+    return result
+
+
+def format_money(value: Decimal) -> str:
+    """Render an amount as the wire's decimal string, two places (``10.5`` → ``"10.50"``)."""
+    return format(value.quantize(CENT), "f")
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_to_decimal),
+    PlainSerializer(format_money, return_type=str, when_used="always"),
+]
+Timestamp = Annotated[
+    AwareDatetime,
+    PlainSerializer(lambda v: v.isoformat(), return_type=str, when_used="always"),
+]
+Day = Annotated[
+    dt.date,
+    PlainSerializer(lambda v: v.isoformat(), return_type=str, when_used="always"),
+]
+
+
+class Message(BaseModel):
+    """Base of every message: frozen, tolerant of added fields, strict on the named ones."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    exchange: ClassVar[str]
+    routing_key: ClassVar[str]
+
+    @classmethod
+    def message_type(cls) -> str:
+        """The AMQP ``type`` property: ``<routing key>.v1``."""
+        return f"{cls.routing_key}.v1"
+
+
+class Part(BaseModel):
+    """Base of nested parts of a message."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- ingest.events ---------------------------------------------------------------------------
+
+
+class OrderCustomer(Part):
+    name: str | None = None
+    document: str | None = None
+    email: str | None = None
+    mobile_phone: str | None = None
+    business_phone: str | None = None
+
+
+class OrderItem(Part):
+    name: str
+    sku: str | None = None
+    quantity: int
+    unit_price: Money
+
+
+class OrderPaid(Message):
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "order.paid"
+
+    store_id: int
+    order_id: int
+    order_number: int | None = None
+    created_at: Timestamp
+    paid_at: Timestamp | None = None
+    currency: str
+    subtotal: Money
+    discount: Money = Decimal(0)
+    shipping: Money = Decimal(0)
+    total: Money
+    customer: OrderCustomer
+    items: list[OrderItem]
+    # Added to the contract: the ERP user who activated the integration (the sale's seller).
+    activated_by: str | None = None
+
+
+class OrderCancelled(Message):
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "order.cancelled"
+
+    store_id: int
+    order_id: int
+    cancelled_at: Timestamp
+    reason: str
+
+
+class OrderInvalid(Message):
+    """Added to the contract: an order the API returned that cannot be read (malformed)."""
+
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "order.invalid"
+
+    store_id: int
+    order_id: int
+    detail: str
+
+
+class IntegrationDisabled(Message):
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "integration.disabled"
+
+    store_id: int
+    reason: Literal["credentials_revoked", "app_uninstalled", "switched_off"]
+
+
+class WebhookReceived(Message):
+    """Ingest's own durable record of an accepted webhook (queue ``ingest.webhooks``)."""
+
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "webhook.received"
+
+    store_id: int
+    event: str
+    id: int | None = None
+    received_at: Timestamp
+
+
+# --- mapper.events ---------------------------------------------------------------------------
+
+
+class SaleCustomer(Part):
+    id: str
+    name: str
+    document: str | None = None
+    business_phone: str | None = None
+    mobile_phone: str | None = None
+    created: bool
+
+
+class SaleProduct(Part):
+    id: str
+    description: str
+    created: bool
+
+
+class SaleItem(Part):
+    product: SaleProduct
+    description: str
+    quantity: int
+    unit_price: Money
+    total: Money
+
+
+class Installment(Part):
+    number: int
+    amount: Money
+    due_date: Day
+
+
+class SalePayment(Part):
+    method: str
+    installments: list[Installment]
+
+
+class SalePendingReview(Message):
+    exchange: ClassVar[str] = "mapper.events"
+    routing_key: ClassVar[str] = "sale.pending_review"
+
+    sale_id: str
+    store_id: int
+    order_id: int
+    order_number: int | None = None
+    status: Literal["pending_review"] = "pending_review"
+    seller_id: str | None = None
+    customer: SaleCustomer
+    items: list[SaleItem]
+    subtotal: Money
+    shipping: Money
+    discount: Money
+    total: Money
+    payment: SalePayment
+    sale_date: Day
+    warnings: list[str] = Field(default_factory=list)
+
+
+class RejectedItem(Part):
+    description: str
+    product_id: str | None = None
+    requested: int
+    available: int
+
+
+class SaleRejected(Message):
+    exchange: ClassVar[str] = "mapper.events"
+    routing_key: ClassVar[str] = "sale.rejected"
+
+    store_id: int
+    order_id: int
+    reason: str
+    detail: str
+    items: list[RejectedItem] | None = None
+
+
+# --- ledger.events ---------------------------------------------------------------------------
+
+
+class Receivable(Part):
+    id: str
+    number: int
+    amount: Money
+    due_date: Day
+    method: str
+    status: Literal["open", "cancelled", "paid"]
+
+
+class StockMovement(Part):
+    id: str
+    product_id: str
+    quantity: int
+    direction: Literal["in", "out"]
+
+
+class SaleConfirmed(Message):
+    exchange: ClassVar[str] = "ledger.events"
+    routing_key: ClassVar[str] = "sale.confirmed"
+
+    sale_id: str
+    store_id: int
+    order_id: int
+    seller_id: str | None = None
+    receivables: list[Receivable]
+    stock_movements: list[StockMovement]
+
+
+class SaleConfirmationRefused(Message):
+    exchange: ClassVar[str] = "ledger.events"
+    routing_key: ClassVar[str] = "sale.confirmation_refused"
+
+    sale_id: str | None = None
+    reason: str
+    detail: str
+    store_id: int | None = None
+    order_id: int | None = None
+
+
+class SaleCancelled(Message):
+    exchange: ClassVar[str] = "ledger.events"
+    routing_key: ClassVar[str] = "sale.cancelled"
+
+    sale_id: str
+    store_id: int
+    order_id: int
+    receivables: list[Receivable]
+    stock_movements: list[StockMovement]
+
+
+# --- erp.events (the ERP publishes, we consume) --------------------------------------------------
+
+
+class PaymentInstallment(Part):
+    amount: Money
+    due_date: Day
+
+
+class ConfirmPayment(Part):
+    method: str
+    installments: list[PaymentInstallment]
+
+
+class SaleConfirm(Message):
+    exchange: ClassVar[str] = "erp.events"
+    routing_key: ClassVar[str] = "sale.confirm"
+
+    sale_id: str
+    confirmed_by: str
+    seller_id: str | None = None
+    payment: ConfirmPayment | None = None
+
+
+class SaleDiscard(Message):
+    exchange: ClassVar[str] = "erp.events"
+    routing_key: ClassVar[str] = "sale.discard"
+
+    sale_id: str
+    discarded_by: str
+
+
+EXCHANGES: tuple[str, ...] = ("ingest.events", "mapper.events", "ledger.events", "erp.events")
+
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    OrderPaid,
+    OrderCancelled,
+    OrderInvalid,
+    IntegrationDisabled,
+    WebhookReceived,
+    SalePendingReview,
+    SaleRejected,
+    SaleConfirmed,
+    SaleConfirmationRefused,
+    SaleCancelled,
+    SaleConfirm,
+    SaleDiscard,
+)
