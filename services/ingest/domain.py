@@ -1,0 +1,472 @@
+"""Ingest's pure rules: reading Nuvemshop orders and webhooks defensively, without any I/O.
+
+The Nuvemshop API is not type-stable (money as strings, quantities and ids as strings or integers,
+offsets without a colon, fields that moved between API versions), so everything an order or a
+webhook carries is checked and converted here, once, into the typed messages of
+``shared.contracts``. Anything that cannot be read raises one exception type per input
+(``MalformedOrder``, ``InvalidWebhook``) whose text names the field and the offending value, except
+personal documents, which are never quoted. Callers pass the current time in; nothing here reads
+the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Final, TypeVar
+
+from pydantic import ValidationError
+
+from shared.contracts import OrderCancelled, OrderCustomer, OrderItem, OrderPaid
+
+__all__ = [
+    "APP_UNINSTALLED",
+    "LGPD_EVENTS",
+    "ORDER_EVENTS",
+    "InvalidWebhook",
+    "MalformedOrder",
+    "OrderState",
+    "Webhook",
+    "is_importable",
+    "order_state",
+    "parse_order_cancelled",
+    "parse_order_paid",
+    "parse_timestamp",
+    "parse_webhook",
+    "verify_signature",
+]
+
+ORDER_EVENTS: Final = frozenset({"order/paid", "order/updated", "order/cancelled", "order/voided"})
+LGPD_EVENTS: Final = frozenset({"store/redact", "customers/redact", "customers/data_request"})
+APP_UNINSTALLED: Final = "app/uninstalled"
+
+# Ids end up in PostgreSQL bigint columns; anything wider is not an id we can keep.
+_MAX_ID: Final = 2**63 - 1
+# Quoted values are cut so that a hostile or broken payload cannot flood a log line.
+_QUOTE_LIMIT: Final = 40
+
+_TIMESTAMP = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)"
+    r"(?P<offset>Z|[+-]\d{2}:?\d{2})?",
+    re.ASCII,
+)
+# Nineteen digits hold any bigint; longer strings are refused before int() has to parse them.
+_DIGITS = re.compile(r"\d{1,19}", re.ASCII)
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
+
+
+class MalformedOrder(ValueError):  # noqa: N818 -- the name other services catch
+    """An order the API returned that cannot be read; ``detail`` says which field and why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.detail = f"{field}: {problem}"
+        super().__init__(self.detail)
+
+
+class InvalidWebhook(ValueError):  # noqa: N818 -- the name other services catch
+    """A webhook body that is not a Nuvemshop webhook (the receiver answers 400)."""
+
+
+class OrderState(StrEnum):
+    """What an order's status fields mean for the import."""
+
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    NOT_PAID = "not_paid"
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A webhook notification: which store, what happened, and to which record (order id)."""
+
+    store_id: int
+    event: str
+    id: int | None
+
+
+# --- small readers ---------------------------------------------------------------------------
+
+
+def _quote(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # Naive values are taken as UTC: the API's own examples are UTC and a guess of local time
+    # would move every order by the server's offset.
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_timestamp(value: object) -> datetime:
+    """Read an API timestamp (``+0000``, ``+00:00``, ``Z`` or naive) as an aware UTC datetime.
+
+    Raises ``ValueError`` naming the value when it is not a date and time of day.
+    """
+    if isinstance(value, datetime):
+        return _as_utc(value)
+    if not isinstance(value, str):
+        # ValueError, not TypeError: callers catch one error for any unreadable timestamp.
+        raise ValueError(f"not a timestamp: {_quote(value)}")  # noqa: TRY004
+    match = _TIMESTAMP.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"not a timestamp (expected ISO 8601 date and time): {_quote(value)}")
+    offset = match["offset"] or ""
+    if offset not in {"", "Z"} and ":" not in offset:
+        offset = f"{offset[:3]}:{offset[3:]}"
+    try:
+        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
+    except ValueError as exc:
+        raise ValueError(f"not a valid timestamp: {_quote(value)} ({exc})") from None
+    return _as_utc(moment)
+
+
+def _read_id(value: object) -> int | None:
+    """A positive id from an integer or a string of ASCII digits; ``None`` if it is neither."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        value = int(value.strip())
+    if isinstance(value, int) and 0 < value <= _MAX_ID:
+        return value
+    return None
+
+
+def _required_id(raw: Mapping[str, Any], field: str) -> int:
+    if field not in raw or raw[field] is None:
+        raise MalformedOrder(field, "missing")
+    result = _read_id(raw[field])
+    if result is None:
+        raise MalformedOrder(field, f"not a positive integer id: {_quote(raw[field])}")
+    return result
+
+
+def _decimal(value: object, field: str) -> Decimal:
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        # A float goes through its shortest repr: 0.1 stays 0.1, never 0.1000000000000000055...
+        number = Decimal(repr(value))
+    elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        # The pattern first: Decimal() alone would also take "1_000", "NaN" or non-ASCII digits.
+        number = Decimal(value.strip())
+    else:
+        raise MalformedOrder(field, f"not a number: {_quote(value)}")
+    if not number.is_finite():
+        raise MalformedOrder(field, f"not a finite number: {_quote(value)}")
+    return number
+
+
+def _money(value: object, field: str) -> Decimal:
+    amount = _decimal(value, field)
+    if amount < 0:
+        raise MalformedOrder(field, f"negative amount: {_quote(value)}")
+    return amount
+
+
+def _optional_money(raw: Mapping[str, Any], field: str) -> Decimal:
+    value = raw.get(field)
+    return Decimal(0) if value is None else _money(value, field)
+
+
+def _required_money(raw: Mapping[str, Any], field: str) -> Decimal:
+    if raw.get(field) is None:
+        raise MalformedOrder(field, "missing")
+    return _money(raw[field], field)
+
+
+def _quantity(value: object, field: str) -> int:
+    if value is None:
+        raise MalformedOrder(field, "missing")
+    number = _decimal(value, field)
+    # "2.0" is a whole number written oddly; "1.5" is not a quantity of anything we can stock.
+    if number != number.to_integral_value() or number <= 0:
+        raise MalformedOrder(field, f"not a positive whole number: {_quote(value)}")
+    return int(number)
+
+
+def _text(value: object) -> str | None:
+    """Free text such as a name or phone: trimmed, blank as missing, numbers as their digits.
+
+    Other shapes count as missing rather than breaking the order, because SPEC §3 imports an
+    order even when its customer data is incomplete (the mapper warns about what is missing).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def _first_text(*values: object) -> str | None:
+    for value in values:
+        text = _text(value)
+        if text is not None:
+            return text
+    return None
+
+
+def _object(value: object, field: str) -> Mapping[str, Any]:
+    """A nested JSON object; absent, null and PHP's empty array ``[]`` all read as empty."""
+    if value is None or (isinstance(value, list) and not value):
+        return {}
+    if not isinstance(value, Mapping):
+        # The type only: a misplaced value here could be a customer's document.
+        raise MalformedOrder(field, f"not an object but {type(value).__name__}")
+    return value
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+
+def _shipping(raw: Mapping[str, Any]) -> Decimal:
+    """Shipping charged to the buyer: v1's order field, else 2025-03's fulfillment orders."""
+    if raw.get("shipping_cost_customer") is not None:
+        return _money(raw["shipping_cost_customer"], "shipping_cost_customer")
+    fulfillment_orders = raw.get("fulfillment_orders")
+    if fulfillment_orders is None:
+        return Decimal(0)
+    if not isinstance(fulfillment_orders, list):
+        kind = type(fulfillment_orders).__name__
+        raise MalformedOrder("fulfillment_orders", f"not a list but {kind}")
+    total = Decimal(0)
+    for index, fulfillment in enumerate(fulfillment_orders):
+        where = f"fulfillment_orders[{index}]"
+        shipping = _object(_object(fulfillment, where).get("shipping"), f"{where}.shipping")
+        cost = _object(shipping.get("consumer_cost"), f"{where}.shipping.consumer_cost")
+        # A fulfillment without a consumer cost (a pickup, say) charges the buyer nothing.
+        if cost.get("value") is not None:
+            total += _money(cost["value"], f"{where}.shipping.consumer_cost.value")
+    return total
+
+
+def _customer(raw: Mapping[str, Any]) -> OrderCustomer:
+    # Without the read_customers scope the order has no customer object: the contact_* fields
+    # of the order itself are then the only source.
+    customer = _object(raw.get("customer"), "customer")
+    return OrderCustomer(
+        name=_first_text(customer.get("name"), raw.get("contact_name"), raw.get("billing_name")),
+        document=_first_text(customer.get("identification"), raw.get("contact_identification")),
+        email=_first_text(customer.get("email"), raw.get("contact_email")),
+        mobile_phone=_first_text(raw.get("contact_phone"), customer.get("phone")),
+        business_phone=_text(raw.get("billing_phone")),
+    )
+
+
+def _item(product: object, where: str) -> OrderItem:
+    line = _object(product, where)
+    name = _text(line.get("name"))
+    if name is None:
+        raise MalformedOrder(f"{where}.name", "missing or blank")
+    if line.get("price") is None:
+        raise MalformedOrder(f"{where}.price", "missing")
+    return OrderItem(
+        name=name,
+        sku=_text(line.get("sku")),
+        quantity=_quantity(line.get("quantity"), f"{where}.quantity"),
+        unit_price=_money(line["price"], f"{where}.price"),
+    )
+
+
+def _items(raw: Mapping[str, Any]) -> list[OrderItem]:
+    products = raw.get("products")
+    if products is None:
+        raise MalformedOrder("products", "missing")
+    if not isinstance(products, list):
+        raise MalformedOrder("products", f"not a list but {type(products).__name__}")
+    if not products:
+        # A sale needs at least one line; an order without products is not one we can book.
+        raise MalformedOrder("products", "empty")
+    return [_item(product, f"products[{index}]") for index, product in enumerate(products)]
+
+
+def _timestamp(raw: Mapping[str, Any], field: str) -> datetime | None:
+    value = raw.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise MalformedOrder(field, str(exc)) from None
+
+
+def _required_timestamp(raw: Mapping[str, Any], field: str) -> datetime:
+    moment = _timestamp(raw, field)
+    if moment is None:
+        raise MalformedOrder(field, "missing")
+    return moment
+
+
+def _order_number(raw: Mapping[str, Any]) -> int | None:
+    if raw.get("number") is None:
+        return None
+    return _required_id(raw, "number")
+
+
+def _currency(raw: Mapping[str, Any]) -> str:
+    value = raw.get("currency")
+    if not isinstance(value, str) or not value.strip():
+        raise MalformedOrder("currency", f"missing or not a code: {_quote(value)}")
+    return value.strip().upper()
+
+
+def _mapping(raw: object) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise MalformedOrder("order", f"not a JSON object: {_quote(raw)}")
+    return raw
+
+
+def parse_order_paid(raw: Mapping[str, Any], *, activated_by: str | None) -> OrderPaid:
+    """Build the ``order.paid`` message from a raw API order (whatever its payment status).
+
+    Raises ``MalformedOrder`` for the first field that cannot be read.
+    """
+    order = _mapping(raw)
+    fields = {
+        "store_id": _required_id(order, "store_id"),
+        "order_id": _required_id(order, "id"),
+        "order_number": _order_number(order),
+        "created_at": _required_timestamp(order, "created_at"),
+        "paid_at": _timestamp(order, "paid_at"),
+        "currency": _currency(order),
+        "subtotal": _required_money(order, "subtotal"),
+        "discount": _optional_money(order, "discount"),
+        "shipping": _shipping(order),
+        "total": _required_money(order, "total"),
+        "customer": _customer(order),
+        "items": _items(order),
+        "activated_by": activated_by,
+    }
+    return _build(OrderPaid, fields)
+
+
+_Message = TypeVar("_Message", OrderPaid, OrderCancelled)
+
+
+def _build(model: type[_Message], fields: dict[str, Any]) -> _Message:
+    # Every field was checked above; this only guards against a contract change, and its detail
+    # names the field without echoing the value (which could be a document).
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "order"
+        raise MalformedOrder(field, error["msg"]) from None
+
+
+def _status(raw: Mapping[str, Any], field: str) -> str:
+    value = raw.get(field)
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
+def order_state(raw: Mapping[str, Any]) -> OrderState:
+    """Classify an order: paid (import it), cancelled (reverse it) or not yet paid (wait).
+
+    A partial refund leaves the sale standing: only a full refund or a void undoes it.
+    """
+    status = _status(raw, "status")
+    payment_status = _status(raw, "payment_status")
+    if status == "cancelled" or payment_status in {"voided", "refunded"}:
+        return OrderState.CANCELLED
+    if payment_status == "paid":
+        return OrderState.PAID
+    return OrderState.NOT_PAID
+
+
+def is_importable(raw_created_at: object, activated_at: datetime) -> bool:
+    """Whether the normal flow may import an order: created at or after the activation.
+
+    Raises ``MalformedOrder`` when the creation time cannot be read.
+    """
+    try:
+        created_at = parse_timestamp(raw_created_at)
+    except ValueError as exc:
+        raise MalformedOrder("created_at", str(exc)) from None
+    return created_at >= _as_utc(activated_at)
+
+
+def _cancel_reason(raw: Mapping[str, Any]) -> str:
+    reason = _text(raw.get("cancel_reason"))
+    if reason is not None:
+        return reason
+    payment_status = _status(raw, "payment_status")
+    return payment_status if payment_status in {"voided", "refunded"} else "cancelled"
+
+
+def parse_order_cancelled(raw: Mapping[str, Any], *, now: datetime) -> OrderCancelled:
+    """Build the ``order.cancelled`` message: when (cancelled_at, updated_at, now) and why.
+
+    Raises ``MalformedOrder`` for ids or timestamps that cannot be read.
+    """
+    order = _mapping(raw)
+    cancelled_at = _timestamp(order, "cancelled_at") or _timestamp(order, "updated_at")
+    fields = {
+        "store_id": _required_id(order, "store_id"),
+        "order_id": _required_id(order, "id"),
+        "cancelled_at": cancelled_at or _as_utc(now),
+        "reason": _cancel_reason(order),
+    }
+    return _build(OrderCancelled, fields)
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+def _webhook_id(value: object, field: str) -> int:
+    result = _read_id(value)
+    if result is None:
+        raise InvalidWebhook(f"{field}: not a positive integer id: {_quote(value)}")
+    return result
+
+
+def parse_webhook(body: bytes) -> Webhook:
+    """Read a webhook body ``{"store_id", "event", "id"}``; ``id`` is required for ``order/*``.
+
+    Raises ``InvalidWebhook`` saying what is wrong.
+    """
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        # ValueError covers both bad JSON and bad UTF-8; absurd nesting exhausts the recursion.
+        raise InvalidWebhook("body is not JSON") from None
+    if not isinstance(decoded, dict):
+        raise InvalidWebhook(f"body is not a JSON object: {type(decoded).__name__}")
+    event = decoded.get("event")
+    if not isinstance(event, str) or not event.strip():
+        raise InvalidWebhook(f"event: missing or not a name: {_quote(event)}")
+    if decoded.get("store_id") is None:
+        raise InvalidWebhook("store_id: missing")
+    store_id = _webhook_id(decoded["store_id"], "store_id")
+    if decoded.get("id") is None:
+        # Only order events need the id: the receiver fetches that order. LGPD and app events
+        # identify the store alone.
+        if event.startswith("order/"):
+            raise InvalidWebhook(f"id: missing for {event}")
+        return Webhook(store_id=store_id, event=event, id=None)
+    return Webhook(store_id=store_id, event=event, id=_webhook_id(decoded["id"], "id"))
+
+
+def verify_signature(body: bytes, signature: str | None, secret: str) -> bool:
+    """Check ``x-linkedstore-hmac-sha256``: lowercase hex HMAC-SHA256 of the raw body.
+
+    An empty secret verifies nothing, since anyone could compute a signature with it.
+    """
+    if not signature or not secret:
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    # Bytes, not str: compare_digest refuses non-ASCII str, and a header may carry anything.
+    return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())

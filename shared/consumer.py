@@ -1,0 +1,311 @@
+"""The batch consumer every service runs: decode, handle in one transaction, publish, ack.
+
+A batch is up to ``batch_size`` messages or whatever arrived within ``batch_wait_ms`` of the
+first. Messages that are not JSON or not the contract never reach a handler: they are copied to
+``<queue>.dead`` with ``x-error-reason``/``x-error-detail`` and acknowledged, so they cannot block
+the queue. The handler commits its transaction (domain rows and outbox rows together) and says,
+per message, processed or dead-letter; only then are messages acknowledged, with one
+``ack(multiple=True)``. If a batch fails as a whole the consumer replays it one message at a
+time, so one bad message is dead-lettered alone and its batch-mates go through. Transient
+failures (database or broker unreachable) hand the whole batch back to the broker and back off.
+On stop, the consumer is cancelled first, the batch in hand is finished, and anything buffered
+but not started is handed back (nack with requeue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+import pydantic
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+
+from shared.contracts import Message
+from shared.logging import get_logger
+from shared.messaging import Broker, Envelope
+from shared.metrics import ServiceMetrics
+from shared.outbox import Staged, publish_staged
+
+log = get_logger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    AMQPError,
+)
+RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A decoded message handed to a handler."""
+
+    message: Message
+    message_id: str
+    routing_key: str
+    delivery: AbstractIncomingMessage
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """The handler's verdict that a message cannot be processed (it goes to ``<queue>.dead``)."""
+
+    reason: str
+    detail: str
+
+
+Outcome = DeadLetter | None
+
+
+@dataclass
+class BatchResult:
+    """Per-message outcomes (same order as the batch) and what the transaction staged to publish."""
+
+    outcomes: list[Outcome]
+    staged: list[Staged] = field(default_factory=list)
+
+
+class TransientError(Exception):
+    """Raised by a handler for a failure that a later retry can fix (hand the batch back)."""
+
+
+class MalformedError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+Handler = Callable[[list[Incoming]], Awaitable[BatchResult]]
+MalformedHook = Callable[[AbstractIncomingMessage, str, str], Awaitable[list[Envelope]]]
+
+
+def decode(delivery: AbstractIncomingMessage, models: dict[str, type[Message]]) -> Incoming:
+    """Turn a delivery into its contract model, or raise ``MalformedError`` with a reason code."""
+    key = delivery.routing_key or ""
+    model = models.get(key)
+    if model is None:
+        raise MalformedError("unknown_message", f"no message is expected with routing key {key!r}")
+    try:
+        data = orjson.loads(delivery.body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedError("invalid_json", f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedError("invalid_message", "body is not a JSON object")
+    try:
+        message = model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise MalformedError("invalid_message", f"{model.__name__}: {problems}") from exc
+    message_id = delivery.message_id or f"{key}:{delivery.delivery_tag}"
+    return Incoming(message, message_id, key, delivery)
+
+
+class BatchConsumer:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        pool: asyncpg.Pool,
+        schema: str,
+        queue: str,
+        models: dict[str, type[Message]],
+        handler: Handler,
+        metrics: ServiceMetrics,
+        batch_size: int = 200,
+        batch_wait_ms: int = 20,
+        on_malformed: MalformedHook | None = None,
+    ) -> None:
+        self.broker = broker
+        self.pool = pool
+        self.schema = schema
+        self.queue = queue
+        self.models = models
+        self.handler = handler
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait_ms / 1000
+        self.on_malformed = on_malformed
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._backoff = 0.5
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume until ``stopping`` is set; then finish the batch in hand and hand back the rest."""
+        channel = await self.broker.consume_connection.channel()
+        await channel.set_qos(prefetch_count=self.batch_size * 2)
+        queue = await channel.get_queue(self.queue, ensure=False)
+        tag = await queue.consume(self._inbox.put)
+        log.info("consuming", queue=self.queue, batch_size=self.batch_size)
+        try:
+            while not stopping.is_set():
+                batch = await self._next_batch(stopping)
+                if batch:
+                    await self._process(batch)
+        finally:
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await queue.cancel(tag)
+            await self._hand_back()
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await channel.close()
+            log.info("stopped consuming", queue=self.queue)
+
+    async def _next_batch(self, stopping: asyncio.Event) -> list[AbstractIncomingMessage]:
+        getter = asyncio.ensure_future(self._inbox.get())
+        stopper = asyncio.ensure_future(stopping.wait())
+        done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if getter not in done:
+            getter.cancel()
+            return []
+        batch = [getter.result()]
+        deadline = time.monotonic() + self.batch_wait
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self._inbox.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._inbox.get(), timeout=remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _hand_back(self) -> None:
+        while not self._inbox.empty():
+            delivery = self._inbox.get_nowait()
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await delivery.nack(requeue=True)
+            self.metrics.messages.labels(self.queue, "requeued").inc()
+
+    async def _process(self, deliveries: list[AbstractIncomingMessage]) -> None:
+        started = time.perf_counter()
+        valid: list[Incoming] = []
+        for delivery in deliveries:
+            try:
+                valid.append(decode(delivery, self.models))
+            except MalformedError as bad:
+                await self._dead_letter(delivery, bad.reason, bad.detail, malformed=True)
+                # Acked at once, so handing the batch back later cannot dead-letter it twice.
+                await self._ack([delivery], multiple=False)
+        try:
+            result = await self._handle(valid) if valid else BatchResult([])
+        except TRANSIENT_ERRORS as exc:
+            await self._requeue(deliveries, exc)
+            return
+        for incoming, outcome in zip(valid, result.outcomes, strict=True):
+            if outcome is None:
+                self.metrics.messages.labels(self.queue, "processed").inc()
+            else:
+                await self._dead_letter(incoming.delivery, outcome.reason, outcome.detail)
+        await publish_staged(self.pool, self.schema, self.broker, result.staged)
+        for staged in result.staged:
+            self.metrics.published.labels(staged.envelope.routing_key).inc()
+        await self._ack(deliveries)
+        self._backoff = 0.5
+        self.metrics.batch_size.labels(self.queue).observe(len(deliveries))
+        self.metrics.batch_seconds.labels(self.queue).observe(time.perf_counter() - started)
+
+    async def _handle(self, batch: list[Incoming]) -> BatchResult:
+        for attempt in range(3):
+            try:
+                return await self.handler(batch)
+            except RETRYABLE_DB_ERRORS:
+                if attempt == 2:
+                    break
+                await asyncio.sleep(0.01 * (attempt + 1))
+            except TRANSIENT_ERRORS:
+                raise
+            except TransientError:
+                raise
+            except Exception as exc:
+                if len(batch) == 1:
+                    log.exception(
+                        "handler failed", queue=self.queue, message_id=batch[0].message_id
+                    )
+                    return BatchResult(
+                        [DeadLetter("handler_error", f"{type(exc).__name__}: {exc}")]
+                    )
+                break
+        if len(batch) == 1:
+            return BatchResult([DeadLetter("handler_error", "retryable conflicts persisted")])
+        # Isolate: replay one by one so one bad message cannot fail its batch-mates.
+        outcomes: list[Outcome] = []
+        staged: list[Staged] = []
+        for incoming in batch:
+            single = await self._handle([incoming])
+            outcomes.extend(single.outcomes)
+            staged.extend(single.staged)
+        return BatchResult(outcomes, staged)
+
+    async def _dead_letter(
+        self,
+        delivery: AbstractIncomingMessage,
+        reason: str,
+        detail: str,
+        *,
+        malformed: bool = False,
+    ) -> None:
+        await self.broker.dead_letter(self.queue, delivery, reason, detail)
+        self.metrics.messages.labels(self.queue, "dead_lettered").inc()
+        structlog.get_logger(__name__).warning(
+            "message dead-lettered",
+            queue=self.queue,
+            message_id=delivery.message_id,
+            routing_key=delivery.routing_key,
+            reason=reason,
+            detail=detail,
+        )
+        if malformed and self.on_malformed is not None:
+            extra = await self.on_malformed(delivery, reason, detail)
+            await self.broker.publish_many(extra)
+
+    async def _ack(
+        self, deliveries: list[AbstractIncomingMessage], *, multiple: bool = True
+    ) -> None:
+        pending = [d for d in deliveries if not d.processed]
+        if not pending:
+            return
+        try:
+            await pending[-1].ack(multiple=multiple)
+        except (AMQPError, ChannelInvalidStateError, RuntimeError) as exc:
+            # The channel died after our commit: the broker redelivers, and the handler finds the
+            # facts already stored, so nothing is done twice.
+            log.warning(
+                "ack failed, messages will be redelivered", queue=self.queue, error=str(exc)
+            )
+
+    async def _requeue(self, deliveries: list[AbstractIncomingMessage], exc: BaseException) -> None:
+        log.warning(
+            "batch handed back, retrying after a pause",
+            queue=self.queue,
+            error=f"{type(exc).__name__}: {exc}",
+            pause_s=self._backoff,
+        )
+        pending = [d for d in deliveries if not d.processed]
+        if pending:
+            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+                await pending[-1].nack(multiple=True, requeue=True)
+        self.metrics.messages.labels(self.queue, "requeued").inc(len(deliveries))
+        await asyncio.sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, 10.0)

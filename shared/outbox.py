@@ -1,0 +1,158 @@
+"""Transactional outbox: what a handler will publish is written in the handler's own transaction.
+
+Why an outbox rather than "publish after commit, republish on redelivery": a redelivered or
+duplicated message then finds its facts already stored and stages nothing, so it publishes
+nothing new, and a crash between commit and publish loses nothing, because the staged rows
+survive and the relay sends them. The consumer publishes staged rows right after the commit
+(the fast path) and deletes them once confirmed; the relay only sweeps rows left behind by a
+crash or a broker outage. The rare overlap of the two sends a message twice with the same
+``message_id``, which every consumer of ours tolerates.
+
+Each service schema has its own ``outbox`` table (created by its first migration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.logging import get_logger
+from shared.messaging import Broker, Envelope
+
+log = get_logger(__name__)
+
+OUTBOX_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.outbox (
+    id bigserial PRIMARY KEY,
+    message_id text NOT NULL UNIQUE,
+    exchange text NOT NULL,
+    routing_key text NOT NULL,
+    type text NOT NULL,
+    correlation_id text,
+    headers jsonb NOT NULL DEFAULT '{{}}',
+    body bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"""
+
+
+@dataclass(frozen=True)
+class Staged:
+    id: int
+    envelope: Envelope
+
+
+async def stage(conn: asyncpg.Connection, schema: str, envs: list[Envelope]) -> list[Staged]:
+    """Insert envelopes into the outbox in the caller's transaction; duplicates are skipped."""
+    if not envs:
+        return []
+    rows = await conn.fetch(
+        f"""
+        INSERT INTO {schema}.outbox
+            (message_id, exchange, routing_key, type, correlation_id, headers, body)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::jsonb[], $7::bytea[])
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING id, message_id
+        """,
+        [e.message_id for e in envs],
+        [e.exchange for e in envs],
+        [e.routing_key for e in envs],
+        [e.type for e in envs],
+        [e.correlation_id for e in envs],
+        [json.dumps(e.headers) for e in envs],
+        [e.body for e in envs],
+    )
+    by_id = {e.message_id: e for e in envs}
+    return [Staged(r["id"], by_id[r["message_id"]]) for r in rows]
+
+
+async def publish_staged(
+    pool: asyncpg.Pool, schema: str, broker: Broker, staged: list[Staged]
+) -> bool:
+    """The fast path after a commit: publish, then forget the rows. False leaves them to the relay."""
+    if not staged:
+        return True
+    try:
+        await broker.publish_many([s.envelope for s in staged])
+    except (TimeoutError, ConnectionError, RuntimeError, OSError) as exc:
+        log.warning(
+            "publish failed, the outbox relay will retry", error=str(exc), count=len(staged)
+        )
+        return False
+    await pool.execute(
+        f"DELETE FROM {schema}.outbox WHERE id = ANY($1::bigint[])", [s.id for s in staged]
+    )
+    return True
+
+
+class OutboxRelay:
+    """Sweeps rows older than ``grace_s`` (left by a crash or an outage) and publishes them."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        broker: Broker,
+        *,
+        interval_s: float = 1.0,
+        grace_s: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.broker = broker
+        self.interval_s = interval_s
+        self.grace_s = grace_s
+
+    async def sweep_once(self, limit: int = 500) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""
+                SELECT id, message_id, exchange, routing_key, type, correlation_id, headers, body
+                FROM {self.schema}.outbox
+                WHERE created_at < clock_timestamp() - make_interval(secs => $1)
+                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+                """,
+                self.grace_s,
+                limit,
+            )
+            if not rows:
+                return 0
+            envs = [
+                Envelope(
+                    exchange=r["exchange"],
+                    routing_key=r["routing_key"],
+                    body=bytes(r["body"]),
+                    message_id=r["message_id"],
+                    type=r["type"],
+                    correlation_id=r["correlation_id"],
+                    headers=json.loads(r["headers"]),
+                )
+                for r in rows
+            ]
+            await self.broker.publish_many(envs)
+            await conn.execute(
+                f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+        log.info("outbox relay published leftovers", schema=self.schema, count=len(rows))
+        return len(rows)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.sweep_once()
+            except (
+                TimeoutError,
+                ConnectionError,
+                OSError,
+                RuntimeError,
+                asyncpg.PostgresError,
+            ) as exc:
+                log.warning("outbox relay sweep failed", schema=self.schema, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)

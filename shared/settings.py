@@ -1,0 +1,55 @@
+"""Configuration from environment variables (and a ``.env`` file), as CONTRACT.md names them.
+
+Defaults fit a machine with RabbitMQ (guest/guest) and PostgreSQL (trust) on localhost, so a
+newcomer runs everything without exporting anything. Secrets are ``SecretStr`` so that printing
+or logging a settings object never reveals them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every variable of CONTRACT.md, plus a few tuning knobs of our own (prefixed by purpose)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/nuvem_ledger"
+    nuvemshop_api_url: str = "https://api.tiendanube.com/v1"
+    nuvemshop_auth_url: str = "https://www.tiendanube.com"
+    nuvemshop_app_id: str | None = None
+    nuvemshop_client_secret: SecretStr | None = None
+    nuvemshop_token_header: str = "Authentication"  # noqa: S105 - a header name
+    nuvemshop_user_agent: str = "nuvem-ledger (https://github.com/nuvem-ledger/nuvem-ledger)"
+    ingest_http_port: int = 8080
+    mapper_http_port: int = 8081
+    ledger_http_port: int = 8082
+    http_host: str = "0.0.0.0"  # noqa: S104 - services listen on every interface in a pod
+    public_base_url: str | None = None
+    token_encryption_key: SecretStr | None = None
+    poll_interval_seconds: float = Field(default=300.0, gt=0)
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    # Tuning of our own (not in the contract): batch size and wait of the consumers.
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    batch_wait_ms: int = Field(default=20, ge=0)
+    # The demo runs with a generated key and says so; services refuse to start without one.
+    demo_mode: bool = False
+
+    def public_url(self) -> str:
+        """``PUBLIC_BASE_URL`` or the ingest port on localhost."""
+        base = self.public_base_url or f"http://127.0.0.1:{self.ingest_http_port}"
+        return base.rstrip("/")
+
+    def http_port(self, service: str) -> int:
+        """The HTTP port of one service by name."""
+        ports = {
+            "ingest": self.ingest_http_port,
+            "mapper": self.mapper_http_port,
+            "ledger": self.ledger_http_port,
+        }
+        return ports[service]

@@ -1,0 +1,68 @@
+"""The RabbitMQ topology of CONTRACT.md, as data: exchanges, queues, bindings, dead-letter queues.
+
+Every queue is a durable quorum queue named ``<consuming service>.<what>`` with a dead-letter
+queue ``<queue>.dead``. RabbitMQ itself dead-letters a message that keeps crashing its consumer
+(``x-delivery-limit``); messages that fail validation are dead-lettered by our consumer with the
+reason in ``x-error-reason``/``x-error-detail`` headers. Changing a queue's arguments makes
+RabbitMQ refuse the redeclaration, so these are part of the contract with running brokers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.contracts import EXCHANGES
+
+DELIVERY_LIMIT = 20  # a message that crashed its consumer this many times is dead-lettered
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    bindings: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (exchange, key)
+    dead_letter: bool = True
+
+    @property
+    def dead_name(self) -> str:
+        return f"{self.name}.dead"
+
+    def arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"x-queue-type": "quorum"}
+        if self.dead_letter:
+            args |= {
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.dead_name,
+                "x-delivery-limit": DELIVERY_LIMIT,
+            }
+        return args
+
+
+INGEST_WEBHOOKS = QueueSpec("ingest.webhooks", (("ingest.events", "webhook.received"),))
+MAPPER_ORDERS = QueueSpec(
+    "mapper.orders", (("ingest.events", "order.paid"), ("ingest.events", "order.invalid"))
+)
+MAPPER_PARKED = QueueSpec("mapper.orders.parked", dead_letter=False)
+# One queue for everything that changes a sale's state keeps cause before effect: the ERP can
+# only confirm a sale it saw announced, so the announcement is always queued first.
+LEDGER_SALES = QueueSpec(
+    "ledger.sales",
+    (
+        ("mapper.events", "sale.pending_review"),
+        ("erp.events", "sale.confirm"),
+        ("erp.events", "sale.discard"),
+        ("ingest.events", "order.cancelled"),
+    ),
+)
+
+QUEUES: tuple[QueueSpec, ...] = (INGEST_WEBHOOKS, MAPPER_ORDERS, MAPPER_PARKED, LEDGER_SALES)
+
+__all__ = [
+    "EXCHANGES",
+    "INGEST_WEBHOOKS",
+    "LEDGER_SALES",
+    "MAPPER_ORDERS",
+    "MAPPER_PARKED",
+    "QUEUES",
+    "QueueSpec",
+]
