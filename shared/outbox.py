@@ -8,7 +8,8 @@ survive and the relay sends them. The consumer publishes staged rows right after
 crash or a broker outage. The rare overlap of the two sends a message twice with the same
 ``message_id``, which every consumer of ours tolerates.
 
-Each service schema has its own ``outbox`` table (created by its first migration).
+Each service schema has its own ``outbox`` table (created by its first migration), and an
+``inbox`` of the message ids it has processed, so a redelivered message is recognised and skipped.
 """
 
 from __future__ import annotations
@@ -24,20 +25,6 @@ from shared.logging import get_logger
 from shared.messaging import Broker, Envelope
 
 log = get_logger(__name__)
-
-OUTBOX_DDL = """
-CREATE TABLE IF NOT EXISTS {schema}.outbox (
-    id bigserial PRIMARY KEY,
-    message_id text NOT NULL UNIQUE,
-    exchange text NOT NULL,
-    routing_key text NOT NULL,
-    type text NOT NULL,
-    correlation_id text,
-    headers jsonb NOT NULL DEFAULT '{{}}',
-    body bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -156,3 +143,17 @@ class OutboxRelay:
                 log.warning("outbox relay sweep failed", schema=self.schema, error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
+
+
+async def claim(conn: asyncpg.Connection, schema: str, message_ids: list[str]) -> set[str]:
+    """Record message ids as processed in the caller's transaction; returns those seen first now.
+
+    A redelivery (same ``message_id``) is then skipped whole: it changes nothing and publishes
+    nothing. Different messages about the same fact are caught by the domain's unique keys.
+    """
+    rows = await conn.fetch(
+        f"INSERT INTO {schema}.inbox (message_id) SELECT unnest($1::text[])"
+        " ON CONFLICT DO NOTHING RETURNING message_id",
+        message_ids,
+    )
+    return {r["message_id"] for r in rows}

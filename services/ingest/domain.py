@@ -326,7 +326,7 @@ def _currency(raw: Mapping[str, Any]) -> str:
 
 def _mapping(raw: object) -> Mapping[str, Any]:
     if not isinstance(raw, Mapping):
-        raise MalformedOrder("order", f"not a JSON object: {_quote(raw)}")
+        raise MalformedOrder("order", f"not a JSON object but {type(raw).__name__}")
     return raw
 
 

@@ -1,0 +1,82 @@
+"""Ingest's HTTP routes: the Nuvemshop webhook receiver.
+
+A webhook is a prompt, not the data: it is checked (HMAC over the raw body, in constant time),
+parsed, and durably queued on ``ingest.webhooks`` with a publisher confirm before the 2xx goes
+back. The order itself is fetched later by the consumer. Nuvemshop waits 3 seconds for an
+answer and retries otherwise, so a broker that cannot confirm in time gets a 503 (retry) rather
+than a 2xx that would lose the event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from aio_pika.exceptions import AMQPError
+from aiohttp import web
+
+from services.ingest import domain
+from shared.contracts import WebhookReceived
+from shared.logging import get_logger
+from shared.messaging import Broker, correlation, envelope
+from shared.metrics import ServiceMetrics
+
+log = get_logger(__name__)
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+QUEUE_DEADLINE_S = 2.5  # leaves headroom under Nuvemshop's 3-second answer deadline
+SIGNATURE_HEADER = "x-linkedstore-hmac-sha256"
+
+
+class WebhookReceiver:
+    def __init__(self, broker: Broker, secret: str | None, metrics: ServiceMetrics) -> None:
+        self.broker = broker
+        self.secret = secret
+        self.metrics = metrics
+
+    def _answer(self, status: int, body: dict[str, str]) -> web.Response:
+        self.metrics.http_requests.labels("/webhooks/nuvemshop", str(status)).inc()
+        return web.json_response(body, status=status)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
+            return self._answer(413, {"error": "webhook body over 64 KiB"})
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._answer(413, {"error": "webhook body over 64 KiB"})
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if self.secret is None or not domain.verify_signature(body, signature, self.secret):
+            log.warning(
+                "webhook refused: signature does not match", has_signature=signature is not None
+            )
+            return self._answer(401, {"error": "signature does not match"})
+        try:
+            hook = domain.parse_webhook(body)
+        except domain.InvalidWebhook as exc:
+            return self._answer(400, {"error": str(exc)})
+        event = WebhookReceived(
+            store_id=hook.store_id,
+            event=hook.event,
+            id=hook.id,
+            received_at=dt.datetime.now(dt.UTC),
+        )
+        env = envelope(
+            event,
+            message_id=f"webhook:{uuid.uuid4()}",
+            correlation_id=correlation(hook.store_id, hook.id),
+        )
+        try:
+            await self.broker.publish(env, confirm_timeout=QUEUE_DEADLINE_S)
+        except (TimeoutError, AMQPError, ConnectionError, RuntimeError, OSError) as exc:
+            log.error(
+                "webhook could not be queued",
+                store_id=hook.store_id,
+                error=str(exc) or type(exc).__name__,
+            )
+            return self._answer(503, {"error": "could not queue the webhook, retry later"})
+        return self._answer(200, {"status": "queued"})
+
+
+def add_webhook_routes(app: web.Application, receiver: WebhookReceiver) -> None:
+    app.router.add_post("/webhooks/nuvemshop", receiver.handle)

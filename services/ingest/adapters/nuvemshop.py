@@ -1,0 +1,533 @@
+"""The Nuvemshop (Tiendanube) API client ingest uses: orders (one, or pages of up to 200 following
+the ``Link`` header, split into narrower ``updated_at`` windows when a query would pass the
+10,000-order reach), webhooks and the OAuth code exchange. Requests carry ``<token header>: bearer
+<token>``, a ``User-Agent`` and, with a body, ``Content-Type: application/json``; they are paced by
+one client-side leaky bucket per store (``ratelimit.LeakyBucket``) so the server never has to
+refuse them. A 429 waits and retries the same request; 5xx, connection errors and timeouts retry
+with exponential backoff and jitter, then raise ``ApiUnavailable``. 401, 402 and other 4xx raise
+``CredentialsRevoked``, ``StoreSuspended`` and ``ApiError``; all derive from ``NuvemshopError``.
+Tokens, secrets and codes are never logged nor put in exception texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypedDict, Unpack
+
+import aiohttp
+from yarl import URL
+
+from services.ingest.adapters.ratelimit import (
+    Clock,
+    PacedSender,
+    Reply,
+    RequestCounters,
+    RetriesExhausted,
+    Sleep,
+)
+from shared.logging import get_logger
+
+__all__ = [
+    "MAX_PER_PAGE",
+    "MAX_REACH",
+    "ApiError",
+    "ApiUnavailable",
+    "CredentialsRevoked",
+    "NuvemshopClient",
+    "NuvemshopError",
+    "OrderQuery",
+    "Pages",
+    "RequestCounters",
+    "StoreSuspended",
+    "TokenExchangeError",
+    "TokenGrant",
+    "WindowFilters",
+    "format_timestamp",
+]
+
+MAX_PER_PAGE: Final = 200
+MAX_REACH: Final = 10_000
+_MIN_WINDOW: Final = timedelta(seconds=2)
+_BODY_EXCERPT: Final = 2000
+
+_log = get_logger(__name__)
+
+
+class NuvemshopError(Exception):
+    """Base of every error this client raises."""
+
+
+class ApiUnavailable(NuvemshopError):  # noqa: N818 -- the name ingest catches
+    """Transient: retries ran out (429, 5xx, connection errors, timeouts). Try again later."""
+
+
+class CredentialsRevoked(NuvemshopError):  # noqa: N818 -- the name ingest catches
+    """401: the store's access token was revoked (uninstall or reinstall)."""
+
+    def __init__(self, store_id: int) -> None:
+        super().__init__(f"store {store_id}: access token refused (401)")
+        self.store_id = store_id
+
+
+class StoreSuspended(NuvemshopError):  # noqa: N818 -- the name ingest catches
+    """402: the store or the app is suspended; every call answers 402 until it is lifted."""
+
+    def __init__(self, store_id: int) -> None:
+        super().__init__(f"store {store_id}: store or app suspended (402)")
+        self.store_id = store_id
+
+
+class ApiError(NuvemshopError):
+    """Any other refusal (400, 404 outside a single order, 415, 422, ...), with its body."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"Nuvemshop answered {status}: {body[:_BODY_EXCERPT]}")
+        self.status = status
+        self.body = body
+
+
+class TokenExchangeError(NuvemshopError):
+    """The authorization code was refused; the text is the API's, with our secrets blanked out."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """The outcome of an install: the token (kept out of ``repr``), the store and the scopes."""
+
+    access_token: str = field(repr=False)
+    store_id: int
+    scope: tuple[str, ...]
+
+
+class WindowFilters(TypedDict, total=False):
+    """Order filters other than the ``updated_at`` window (which the windowed listing owns)."""
+
+    payment_status: str | None
+    status: str | None
+    created_at_min: datetime | None
+    created_at_max: datetime | None
+    since_id: int | None
+    fields: str | Sequence[str] | None
+    aggregates: str | Sequence[str] | None
+    per_page: int
+
+
+class OrderQuery(WindowFilters, total=False):
+    """Every ``GET /orders`` filter."""
+
+    updated_at_min: datetime | None
+    updated_at_max: datetime | None
+
+
+def format_timestamp(value: datetime, *, round_up: bool = False) -> str:
+    """UTC ISO 8601 with an explicit offset and whole seconds (``2024-05-01T12:00:00+00:00``).
+
+    Naive datetimes are refused: guessing local time is how incremental pulls miss orders. The
+    API compares whole seconds, so a lower bound rounds down and an upper bound (``round_up``)
+    rounds up, never narrowing the range asked for.
+    """
+    _require_aware(value)
+    moment = value.astimezone(UTC)
+    if round_up and moment.microsecond:
+        moment += timedelta(seconds=1)
+    return moment.replace(microsecond=0).isoformat()
+
+
+def _require_aware(value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: pass an aware one (UTC)")
+
+
+def _csv(value: str | Sequence[str]) -> str:
+    return value if isinstance(value, str) else ",".join(value)
+
+
+def _order_params(per_page: int, filters: Mapping[str, object]) -> dict[str, str]:
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise ValueError(f"per_page must be within 1..{MAX_PER_PAGE}")
+    # Always sent: the API's default page is 30, which would waste most of the rate limit.
+    params = {"per_page": str(per_page)}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            params[name] = format_timestamp(value, round_up=name.endswith("_max"))
+        elif isinstance(value, str | int):
+            params[name] = str(value)
+        elif isinstance(value, Sequence):
+            params[name] = ",".join(str(part) for part in value)
+    return params
+
+
+def _midpoint(start: datetime, end: datetime) -> datetime:
+    # Whole seconds, so that both halves send exactly the same boundary string.
+    return (start + (end - start) / 2).astimezone(UTC).replace(microsecond=0)
+
+
+def _store_id(value: object) -> int:
+    # Seen both as "789" and 789; a bool is an int to Python but never a store id.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise TokenExchangeError("token response without a usable user_id")
+
+
+def _scopes(value: object) -> tuple[str, ...]:
+    if not isinstance(value, str):
+        return ()
+    return tuple(part for part in value.replace(",", " ").split() if part)
+
+
+def _json(reply: Reply) -> Any:
+    try:
+        return json.loads(reply.body)
+    except ValueError:
+        raise ApiError(reply.status, f"not JSON: {reply.text}") from None
+
+
+def _total_count(reply: Reply) -> int | None:
+    raw = reply.headers.get("x-total-count", "").strip()
+    return int(raw) if raw.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    items: list[dict[str, Any]]
+    next_url: URL | None
+    total_count: int | None
+
+
+class Pages:
+    """The pages of one listing, as an async iterator of lists of objects.
+
+    ``total_count`` is the first page's ``x-total-count`` (None until that page has arrived, or
+    when the server did not send it).
+    """
+
+    def __init__(self, fetch: Callable[[URL], Awaitable[_Page]], first_url: URL) -> None:
+        self.total_count: int | None = None
+        self._fetch = fetch
+        self._next: URL | None = first_url
+        self._started = False
+
+    def __aiter__(self) -> Pages:
+        return self
+
+    async def __anext__(self) -> list[dict[str, Any]]:
+        if self._next is None:
+            raise StopAsyncIteration
+        current = self._next
+        page = await self._fetch(current)
+        if not self._started:
+            self._started = True
+            self.total_count = page.total_count
+        # A link back to the same page would loop forever; an empty page means we are past the end.
+        self._next = page.next_url if page.items and page.next_url != current else None
+        if not page.items:
+            raise StopAsyncIteration
+        return page.items
+
+
+class NuvemshopClient:
+    """One per process; share it across stores (buckets and counters are kept per store)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_url: str,
+        token_header: str = "Authentication",  # noqa: S107 - a header name
+        user_agent: str,
+        bucket_size: int = 40,
+        leak_per_s: float = 2.0,
+        max_retries: int = 5,
+        request_timeout_s: float = 10.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._api_url = URL(api_url.rstrip("/"))
+        self._token_header = token_header
+        self._user_agent = user_agent
+        self._sender = PacedSender(
+            session,
+            bucket_size=bucket_size,
+            leak_per_s=leak_per_s,
+            max_retries=max_retries,
+            timeout_s=request_timeout_s,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    # --- orders
+
+    async def get_order(
+        self,
+        store_id: int,
+        token: str,
+        order_id: int,
+        *,
+        aggregates: str | Sequence[str] | None = None,
+    ) -> dict[str, Any] | None:
+        """One order, or None when the store has no such order (404)."""
+        url = self._store_url(store_id, f"orders/{order_id}")
+        if aggregates is not None:
+            url = url.with_query(aggregates=_csv(aggregates))
+        reply = await self._store_request(store_id, token, "GET", url)
+        if reply.status == 404:
+            return None
+        self._raise_for_status(store_id, reply)
+        return self._json_object(reply)
+
+    def iter_orders(
+        self,
+        store_id: int,
+        token: str,
+        *,
+        payment_status: str | None = None,
+        status: str | None = None,
+        updated_at_min: datetime | None = None,
+        updated_at_max: datetime | None = None,
+        created_at_min: datetime | None = None,
+        created_at_max: datetime | None = None,
+        since_id: int | None = None,
+        fields: str | Sequence[str] | None = None,
+        aggregates: str | Sequence[str] | None = None,
+        per_page: int = MAX_PER_PAGE,
+    ) -> Pages:
+        """Pages of orders matching the filters; ``async for page in ...``. Bounds are inclusive."""
+        params = _order_params(
+            per_page,
+            {
+                "payment_status": payment_status,
+                "status": status,
+                "updated_at_min": updated_at_min,
+                "updated_at_max": updated_at_max,
+                "created_at_min": created_at_min,
+                "created_at_max": created_at_max,
+                "since_id": since_id,
+                "fields": fields,
+                "aggregates": aggregates,
+            },
+        )
+        url = self._store_url(store_id, "orders").with_query(params)
+        return Pages(lambda page_url: self._fetch_page(store_id, token, page_url), url)
+
+    async def count_orders(self, store_id: int, token: str, **query: Unpack[OrderQuery]) -> int:
+        """How many orders match (the ``x-total-count`` of a one-order page)."""
+        query["per_page"] = 1
+        query["fields"] = "id"
+        pages = self.iter_orders(store_id, token, **query)
+        await anext(pages, None)
+        if pages.total_count is None:
+            raise ApiError(200, "the order listing came without x-total-count")
+        return pages.total_count
+
+    async def iter_orders_windowed(
+        self,
+        store_id: int,
+        token: str,
+        *,
+        start: datetime,
+        end: datetime,
+        max_per_window: int = MAX_REACH,
+        **filters: Unpack[WindowFilters],
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of the orders updated in [start, end], in windows that each stay within reach.
+
+        The first page of a window doubles as its count: when ``x-total-count`` exceeds
+        ``max_per_window`` the page is dropped and both halves are listed, earlier half first.
+        Adjacent windows share their boundary second (the API's bounds are inclusive), so an
+        order updated exactly then may come twice; nothing falls between two windows.
+        """
+        _require_aware(start)
+        _require_aware(end)
+        if end <= start:
+            return
+        pages = self.iter_orders(
+            store_id, token, updated_at_min=start, updated_at_max=end, **filters
+        )
+        first = await anext(pages, None)
+        total = pages.total_count
+        if total is not None and total > max_per_window:
+            if end - start >= _MIN_WINDOW:
+                mid = _midpoint(start, end)
+                _log.info("nuvemshop.window_split", store_id=store_id, total=total)
+                for low, high in ((start, mid), (mid, end)):
+                    async for page in self.iter_orders_windowed(
+                        store_id,
+                        token,
+                        start=low,
+                        end=high,
+                        max_per_window=max_per_window,
+                        **filters,
+                    ):
+                        yield page
+                return
+            _log.warning("nuvemshop.window_unsplittable", store_id=store_id, total=total)
+        if first is None:
+            return
+        yield first
+        async for page in pages:
+            yield page
+
+    # --- webhooks
+
+    async def register_webhook(
+        self, store_id: int, token: str, event: str, url: str
+    ) -> dict[str, Any]:
+        """Subscribe ``url`` (HTTPS in production) to ``event``; the created webhook."""
+        target = self._store_url(store_id, "webhooks")
+        reply = await self._store_request(
+            store_id, token, "POST", target, body={"event": event, "url": url}
+        )
+        self._raise_for_status(store_id, reply)
+        return self._json_object(reply)
+
+    async def list_webhooks(self, store_id: int, token: str) -> list[dict[str, Any]]:
+        """Every webhook the app has on the store (all pages)."""
+        pages = Pages(
+            lambda page_url: self._fetch_page(store_id, token, page_url),
+            self._store_url(store_id, "webhooks"),
+        )
+        return [hook async for page in pages for hook in page]
+
+    async def delete_webhook(self, store_id: int, token: str, webhook_id: int) -> bool:
+        """Delete one webhook; False when it was already gone (404), so deleting is idempotent."""
+        target = self._store_url(store_id, f"webhooks/{webhook_id}")
+        reply = await self._store_request(store_id, token, "DELETE", target)
+        if reply.status == 404:
+            return False
+        self._raise_for_status(store_id, reply)
+        return True
+
+    # --- OAuth
+
+    async def exchange_code(
+        self, auth_url: str, app_id: str, client_secret: str, code: str
+    ) -> TokenGrant:
+        """Trade an authorization code for the store's access token."""
+        target = URL(auth_url.rstrip("/")) / "apps" / "authorize" / "token"
+        body = {
+            "client_id": app_id,
+            "client_secret": client_secret,
+            "grant_type": "authorization_code",
+            "code": code,
+        }
+        reply = await self._send("POST", target, None, body, store_id=None)
+        payload = self._json_or_none(reply)
+        # Some OAuth servers refuse with 200 and an "error" member: judge by content, not status.
+        if reply.status < 300 and isinstance(payload, dict):
+            token = payload.get("access_token")
+            if isinstance(token, str) and token:
+                return TokenGrant(
+                    access_token=token,
+                    store_id=_store_id(payload.get("user_id")),
+                    scope=_scopes(payload.get("scope")),
+                )
+        detail = _refusal_text(reply, payload)
+        for secret in (client_secret, code):
+            if secret:
+                detail = detail.replace(secret, "***")
+        raise TokenExchangeError(f"code exchange refused ({reply.status}): {detail}")
+
+    # --- counters
+
+    def counters(self, store_id: int) -> RequestCounters:
+        """Requests sent to one store and 429s received from it."""
+        return self._sender.counters(store_id)
+
+    # --- internals: URLs, status, bodies
+
+    def _store_url(self, store_id: int, path: str) -> URL:
+        return URL(f"{self._api_url}/{store_id}/{path}")
+
+    def _raise_for_status(self, store_id: int, reply: Reply) -> None:
+        if 200 <= reply.status < 300:
+            return
+        if reply.status == 401:
+            raise CredentialsRevoked(store_id)
+        if reply.status == 402:
+            raise StoreSuspended(store_id)
+        raise ApiError(reply.status, reply.text)
+
+    @staticmethod
+    def _json_object(reply: Reply) -> dict[str, Any]:
+        payload = _json(reply)
+        if not isinstance(payload, dict):
+            raise ApiError(reply.status, f"expected a JSON object: {reply.text}")
+        return payload
+
+    @staticmethod
+    def _json_or_none(reply: Reply) -> Any:
+        try:
+            return _json(reply)
+        except ApiError:
+            return None
+
+    async def _fetch_page(self, store_id: int, token: str, url: URL) -> _Page:
+        reply = await self._store_request(store_id, token, "GET", url)
+        # Past the last page the API may answer 404 "Last page is N" instead of an empty list.
+        if reply.status == 404 and "last page" in reply.text.lower():
+            return _Page(items=[], next_url=None, total_count=_total_count(reply) or 0)
+        self._raise_for_status(store_id, reply)
+        payload = _json(reply)
+        if not isinstance(payload, list):
+            raise ApiError(reply.status, f"expected a JSON list: {reply.text}")
+        items = [item for item in payload if isinstance(item, dict)]
+        return _Page(items=items, next_url=reply.next_url, total_count=_total_count(reply))
+
+    # --- internals: sending
+
+    async def _store_request(
+        self,
+        store_id: int,
+        token: str,
+        method: str,
+        url: URL,
+        *,
+        body: Mapping[str, Any] | None = None,
+    ) -> Reply:
+        if url.origin() != self._api_url.origin():
+            # A Link pointing elsewhere must not receive the store's token.
+            raise NuvemshopError(f"refusing to send a store token to {url.origin()}")
+        return await self._send(method, url, token, body, store_id=store_id)
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        token: str | None,
+        body: Mapping[str, Any] | None,
+        *,
+        store_id: int | None,
+    ) -> Reply:
+        headers = {"User-Agent": self._user_agent, "Accept": "application/json"}
+        if token is not None:
+            headers[self._token_header] = f"bearer {token}"
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            return await self._sender.send(
+                method, url, headers=headers, data=data, store_id=store_id
+            )
+        except RetriesExhausted as exc:
+            raise ApiUnavailable(str(exc)) from exc
+
+
+def _refusal_text(reply: Reply, payload: Any) -> str:
+    if isinstance(payload, dict):
+        parts = [
+            str(payload[key])
+            for key in ("error", "error_description", "message", "description")
+            if payload.get(key)
+        ]
+        if parts:
+            return ": ".join(parts)
+    return reply.text[:_BODY_EXCERPT] or "no detail"

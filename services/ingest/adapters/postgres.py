@@ -1,0 +1,206 @@
+"""Ingest's tables: store connections and the ledger of orders it has announced.
+
+The (store_id, order_id) primary key of ``ingest.orders`` is what makes an import happen at most
+once: a webhook, a poll, a backfill and a redelivery that see the same paid order all race for
+the same row, and only the one whose insert (or first ``paid_announced_at``) wins stages the
+``order.paid`` message, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class StoreRecord:
+    store_id: int
+    access_token: bytes  # encrypted; decrypt only where a request is made
+    enabled: bool
+    disabled_reason: str | None
+    activated_at: dt.datetime
+    activated_by: str
+    poll_cursor: dt.datetime | None
+    last_synced_at: dt.datetime | None
+    paused_until: dt.datetime | None
+
+
+_STORE_COLUMNS = (
+    "store_id, access_token, enabled, disabled_reason, activated_at, activated_by,"
+    " poll_cursor, last_synced_at, paused_until"
+)
+
+
+def _store(row: asyncpg.Record) -> StoreRecord:
+    return StoreRecord(
+        store_id=row["store_id"],
+        access_token=bytes(row["access_token"]),
+        enabled=row["enabled"],
+        disabled_reason=row["disabled_reason"],
+        activated_at=row["activated_at"],
+        activated_by=row["activated_by"],
+        poll_cursor=row["poll_cursor"],
+        last_synced_at=row["last_synced_at"],
+        paused_until=row["paused_until"],
+    )
+
+
+async def connect_store(
+    conn: asyncpg.Connection,
+    *,
+    store_id: int,
+    encrypted_token: bytes,
+    activated_by: str,
+    activated_at: dt.datetime,
+) -> tuple[StoreRecord, bool, bool]:
+    """Store a connection, enabled. Returns (store, created, was_disabled).
+
+    Reconnecting replaces the token and re-enables the store but keeps its original activation
+    date and activating user: orders paid while it was off are caught up from the poll cursor.
+    """
+    previous = await conn.fetchrow(
+        "SELECT enabled FROM ingest.stores WHERE store_id = $1 FOR UPDATE", store_id
+    )
+    row = await conn.fetchrow(
+        f"""
+        INSERT INTO ingest.stores (store_id, access_token, activated_at, activated_by)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (store_id) DO UPDATE SET
+            access_token = excluded.access_token, enabled = true, disabled_reason = NULL,
+            disabled_at = NULL, paused_until = NULL, updated_at = now()
+        RETURNING {_STORE_COLUMNS}
+        """,
+        store_id,
+        encrypted_token,
+        activated_at,
+        activated_by,
+    )
+    assert row is not None
+    was_disabled = previous is not None and not previous["enabled"]
+    return _store(row), previous is None, was_disabled
+
+
+async def load_stores(
+    conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]
+) -> dict[int, StoreRecord]:
+    rows = await conn.fetch(
+        f"SELECT {_STORE_COLUMNS} FROM ingest.stores WHERE store_id = ANY($1::bigint[])", ids
+    )
+    return {r["store_id"]: _store(r) for r in rows}
+
+
+async def all_stores(conn: asyncpg.Connection | asyncpg.Pool) -> list[StoreRecord]:
+    rows = await conn.fetch(f"SELECT {_STORE_COLUMNS} FROM ingest.stores ORDER BY store_id")
+    return [_store(r) for r in rows]
+
+
+async def set_enabled(
+    conn: asyncpg.Connection, store_id: int, *, enabled: bool, reason: str | None
+) -> bool | None:
+    """Switch a store on or off. Returns whether it changed (None: unknown store)."""
+    row = await conn.fetchrow(
+        "SELECT enabled FROM ingest.stores WHERE store_id = $1 FOR UPDATE", store_id
+    )
+    if row is None:
+        return None
+    await conn.execute(
+        """
+        UPDATE ingest.stores SET enabled = $2,
+            disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,
+            disabled_at = CASE WHEN $2 THEN NULL ELSE now() END,
+            paused_until = NULL, updated_at = now()
+        WHERE store_id = $1
+        """,
+        store_id,
+        enabled,
+        reason,
+    )
+    return bool(row["enabled"] != enabled)
+
+
+async def claim_paid(
+    conn: asyncpg.Connection, store_id: int, orders: list[tuple[int, int | None]]
+) -> set[int]:
+    """Mark paid orders announced; returns the ids announced by this call (the others were already)."""
+    if not orders:
+        return set()
+    rows = await conn.fetch(
+        """
+        INSERT INTO ingest.orders AS o (store_id, order_id, order_number, paid_announced_at)
+        SELECT $1, t.order_id, t.order_number, now()
+        FROM unnest($2::bigint[], $3::bigint[]) AS t(order_id, order_number)
+        ON CONFLICT (store_id, order_id) DO UPDATE
+            SET paid_announced_at = now(), order_number = excluded.order_number,
+                invalid_detail = NULL, updated_at = now()
+            WHERE o.paid_announced_at IS NULL
+        RETURNING order_id
+        """,
+        store_id,
+        [o[0] for o in orders],
+        [o[1] for o in orders],
+    )
+    return {r["order_id"] for r in rows}
+
+
+async def claim_cancelled(
+    conn: asyncpg.Connection, store_id: int, order_ids: list[int]
+) -> set[int]:
+    """Mark imported orders cancelled; returns those cancelled by this call (once per order)."""
+    if not order_ids:
+        return set()
+    rows = await conn.fetch(
+        """
+        UPDATE ingest.orders SET cancelled_announced_at = now(), updated_at = now()
+        WHERE store_id = $1 AND order_id = ANY($2::bigint[])
+          AND paid_announced_at IS NOT NULL AND cancelled_announced_at IS NULL
+        RETURNING order_id
+        """,
+        store_id,
+        order_ids,
+    )
+    return {r["order_id"] for r in rows}
+
+
+async def claim_invalid(
+    conn: asyncpg.Connection, store_id: int, order_id: int, detail: str
+) -> bool:
+    """Record an unreadable order once per distinct problem; True when it is news."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO ingest.orders AS o (store_id, order_id, invalid_detail)
+        VALUES ($1, $2, $3)
+        ON CONFLICT (store_id, order_id) DO UPDATE SET invalid_detail = excluded.invalid_detail,
+            updated_at = now()
+            WHERE o.paid_announced_at IS NULL
+              AND o.invalid_detail IS DISTINCT FROM excluded.invalid_detail
+        RETURNING order_id
+        """,
+        store_id,
+        order_id,
+        detail,
+    )
+    return row is not None
+
+
+async def mark_synced(
+    conn: asyncpg.Connection | asyncpg.Pool, store_id: int, cursor: dt.datetime | None
+) -> None:
+    await conn.execute(
+        """
+        UPDATE ingest.stores SET last_synced_at = now(),
+            poll_cursor = GREATEST(COALESCE(poll_cursor, $2), $2)
+        WHERE store_id = $1
+        """,
+        store_id,
+        cursor,
+    )
+
+
+async def pause(conn: asyncpg.Connection | asyncpg.Pool, store_id: int, until: dt.datetime) -> None:
+    await conn.execute(
+        "UPDATE ingest.stores SET paused_until = $2, updated_at = now() WHERE store_id = $1",
+        store_id,
+        until,
+    )

@@ -1,0 +1,33 @@
+"""Composition root of the ledger: the sales consumer and the outbox relay."""
+
+from __future__ import annotations
+
+from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
+from shared.consumer import BatchConsumer
+from shared.contracts import OrderCancelled, SaleConfirm, SaleDiscard, SalePendingReview
+from shared.runtime import Service
+from shared.topology import LEDGER_SALES
+
+
+class LedgerService(Service):
+    schema = SCHEMA
+
+    def consumers(self) -> list[BatchConsumer]:
+        ctx = self.ctx
+        models = {
+            m.routing_key: m for m in (SalePendingReview, SaleConfirm, SaleDiscard, OrderCancelled)
+        }
+        return [
+            BatchConsumer(
+                broker=ctx.broker,
+                pool=ctx.pool,
+                schema=SCHEMA,
+                queue=LEDGER_SALES.name,
+                models=models,
+                handler=SaleHandler(ctx.pool),
+                metrics=ctx.metrics,
+                batch_size=ctx.settings.batch_size,
+                batch_wait_ms=ctx.settings.batch_wait_ms,
+                on_malformed=refuse_malformed,
+            )
+        ]

@@ -1,0 +1,29 @@
+"""Composition root of the mapper: the order consumer and the outbox relay."""
+
+from __future__ import annotations
+
+from services.mapper.handlers import SCHEMA, OrderHandler
+from shared.consumer import BatchConsumer
+from shared.contracts import OrderInvalid, OrderPaid
+from shared.runtime import Service
+from shared.topology import MAPPER_ORDERS
+
+
+class MapperService(Service):
+    schema = SCHEMA
+
+    def consumers(self) -> list[BatchConsumer]:
+        ctx = self.ctx
+        return [
+            BatchConsumer(
+                broker=ctx.broker,
+                pool=ctx.pool,
+                schema=SCHEMA,
+                queue=MAPPER_ORDERS.name,
+                models={OrderPaid.routing_key: OrderPaid, OrderInvalid.routing_key: OrderInvalid},
+                handler=OrderHandler(ctx.pool),
+                metrics=ctx.metrics,
+                batch_size=ctx.settings.batch_size,
+                batch_wait_ms=ctx.settings.batch_wait_ms,
+            )
+        ]

@@ -1,0 +1,195 @@
+"""The mapper's use case: an announced paid order becomes a pending sale, or a recorded rejection.
+
+One transaction per batch; inside it one savepoint per order, so an order whose customer,
+products and sale cannot all be created leaves none of them behind, and never disturbs its
+batch-mates. The inbox skips redelivered messages whole; the (store, order) key of the sale
+catches different messages about the same order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+import structlog
+
+from services.mapper import domain
+from services.mapper.adapters import postgres as db
+from shared.consumer import BatchResult, Incoming
+from shared.contracts import OrderInvalid, OrderPaid, RejectedItem, SaleRejected
+from shared.logging import get_logger
+from shared.messaging import Envelope, correlation, envelope, error_headers
+from shared.outbox import claim, stage
+from shared.topology import MAPPER_PARKED
+
+log = get_logger(__name__)
+
+SCHEMA = "mapper"
+
+
+def _new_product_ref(draft: domain.ProductDraft) -> domain.ProductRef:
+    # A product the sale would create has no stock yet; its id is a placeholder for the check.
+    return domain.ProductRef(
+        id=f"new:{draft.description}", description=draft.description, created=True
+    )
+
+
+class OrderHandler:
+    """Consumes ``mapper.orders`` (``order.paid`` and ``order.invalid``)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def __call__(self, batch: list[Incoming]) -> BatchResult:
+        envs: list[Envelope] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await claim(conn, SCHEMA, [i.message_id for i in batch])
+            for incoming in batch:
+                if incoming.message_id not in fresh:
+                    log.info("redelivered message skipped", message_id=incoming.message_id)
+                    continue
+                fresh.discard(incoming.message_id)  # a duplicate inside the batch runs once
+                structlog.contextvars.bind_contextvars(message_id=incoming.message_id)
+                try:
+                    async with conn.transaction():
+                        envs += await self._one(conn, incoming)
+                except db.DuplicateSaleError:
+                    log.info("sale already created by another worker")
+                finally:
+                    structlog.contextvars.clear_contextvars()
+            staged = await stage(conn, SCHEMA, envs)
+        return BatchResult([None] * len(batch), staged)
+
+    async def _one(self, conn: asyncpg.Connection, incoming: Incoming) -> list[Envelope]:
+        message = incoming.message
+        if isinstance(message, OrderInvalid):
+            structlog.contextvars.bind_contextvars(
+                store_id=message.store_id, order_id=message.order_id
+            )
+            rejected = SaleRejected(
+                store_id=message.store_id,
+                order_id=message.order_id,
+                reason=domain.INVALID_ORDER,
+                detail=message.detail,
+            )
+            return await self._reject(conn, incoming, rejected)
+        assert isinstance(message, OrderPaid)
+        return await self.import_order(conn, incoming, message)
+
+    async def import_order(
+        self, conn: asyncpg.Connection, incoming: Incoming, order: OrderPaid
+    ) -> list[Envelope]:
+        structlog.contextvars.bind_contextvars(store_id=order.store_id, order_id=order.order_id)
+        if await db.sale_exists(conn, order.store_id, order.order_id):
+            log.info("order already imported")
+            await db.resolve_rejection(conn, order.store_id, order.order_id)
+            return []
+        problems = domain.validate_order(order)
+        try:
+            customer_draft = domain.customer_from_order(order)
+        except domain.InvalidOrderError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+        if problems:
+            return await self._reject(
+                conn, incoming, domain.invalid_order_rejection(order, problems)
+            )
+        drafts = domain.product_drafts(order)
+        if await db.stock_check_enabled(conn, order.store_id):
+            shortages = await self._shortages(conn, order, drafts)
+            if shortages:
+                rejected = domain.insufficient_stock_rejection(order, shortages)
+                return await self._reject(conn, incoming, rejected)
+        customer = await db.resolve_customer(conn, order.store_id, customer_draft)
+        products = await db.resolve_products(conn, order.store_id, drafts)
+        sale_date = (order.paid_at or order.created_at).astimezone(dt.UTC).date()
+        sale = domain.build_sale(order, customer, products, order.activated_by, sale_date)
+        sale_id = str(uuid.uuid4())
+        await db.insert_sale(conn, sale_id, sale)
+        await db.resolve_rejection(conn, order.store_id, order.order_id)
+        announced = domain.pending_review(sale, sale_id)
+        key = correlation(order.store_id, order.order_id)
+        log.info(
+            "pending sale created",
+            sale_id=sale_id,
+            total=str(sale.total),
+            warnings=len(sale.warnings),
+        )
+        return [
+            envelope(announced, message_id=f"sale.pending_review:{sale_id}", correlation_id=key)
+        ]
+
+    async def _shortages(
+        self, conn: asyncpg.Connection, order: OrderPaid, drafts: list[domain.ProductDraft]
+    ) -> list[domain.Shortage]:
+        existing = await db.find_products(conn, order.store_id, [d.description for d in drafts])
+        refs = {
+            d.description: (
+                domain.ProductRef(existing[d.description], d.description, created=False)
+                if d.description in existing
+                else _new_product_ref(d)
+            )
+            for d in drafts
+        }
+        lines = domain.build_sale(order, _placeholder_customer(), refs, None, dt.date.min).lines
+        available = await db.on_hand(conn, order.store_id, list(existing.values()))
+        return domain.check_stock(lines, available)
+
+    async def _reject(
+        self, conn: asyncpg.Connection, incoming: Incoming, rejected: SaleRejected
+    ) -> list[Envelope]:
+        if rejected.items is not None:
+            # Products the sale would have created do not exist: no id to show.
+            rejected = rejected.model_copy(
+                update={"items": [_without_placeholder(item) for item in rejected.items]}
+            )
+        items = (
+            [i.model_dump(mode="json") for i in rejected.items]
+            if rejected.items is not None
+            else None
+        )
+        attempts = await db.record_rejection(
+            conn,
+            store_id=rejected.store_id,
+            order_id=rejected.order_id,
+            reason=rejected.reason,
+            detail=rejected.detail,
+            items=items,
+            message_id=incoming.message_id,
+            routing_key=incoming.routing_key,
+            body=incoming.delivery.body,
+        )
+        key = correlation(rejected.store_id, rejected.order_id)
+        log.warning(
+            "order rejected", reason=rejected.reason, detail=rejected.detail, attempts=attempts
+        )
+        parked = Envelope(
+            exchange="",
+            routing_key=MAPPER_PARKED.name,
+            body=incoming.delivery.body,
+            message_id=f"{incoming.message_id}:parked:{attempts}",
+            type=incoming.delivery.type or "",
+            correlation_id=key,
+            headers=error_headers(rejected.reason, rejected.detail)
+            | {
+                "x-original-routing-key": incoming.routing_key,
+                "x-original-message-id": incoming.message_id,
+            },
+        )
+        announced = envelope(
+            rejected, message_id=f"sale.rejected:{key}:{attempts}", correlation_id=key
+        )
+        return [announced, parked]
+
+
+def _without_placeholder(item: RejectedItem) -> RejectedItem:
+    if item.product_id is not None and item.product_id.startswith("new:"):
+        return item.model_copy(update={"product_id": None})
+    return item
+
+
+def _placeholder_customer() -> domain.CustomerRef:
+    # Only the lines matter for the stock check; the customer is not created before it passes.
+    return domain.CustomerRef(
+        id="", name="", document=None, mobile_phone=None, business_phone=None, created=False
+    )

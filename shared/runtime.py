@@ -1,0 +1,206 @@
+"""Running services: connect, serve HTTP and consume until SIGTERM, then drain and exit 0.
+
+Each service is a ``Service``: its consumers, its background loops and its extra HTTP routes.
+The runtime gives every service the same life: wait for PostgreSQL (migrating it) and
+RabbitMQ with one log line per failed attempt, serve ``/healthz``, ``/readyz`` and ``/metrics``
+on the service's port, run consumers and loops, and on SIGTERM or SIGINT stop taking new
+requests and messages, let the batch in hand finish (bounded by a grace period), hand back
+what was buffered, and close connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+
+from shared.consumer import BatchConsumer
+from shared.db import connect_database
+from shared.logging import get_logger
+from shared.messaging import Broker
+from shared.metrics import ServiceMetrics
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+Loop = Callable[[asyncio.Event], Awaitable[None]]
+SHUTDOWN_GRACE_S = 20.0
+
+
+@dataclass
+class Context:
+    """What a service is built from: settings, pool, broker, metrics and the stop signal."""
+
+    name: str
+    settings: Settings
+    pool: asyncpg.Pool
+    broker: Broker
+    metrics: ServiceMetrics
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Service:
+    """Base of the three services; subclasses fill in consumers, loops and routes."""
+
+    schema: str = ""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def consumers(self) -> list[BatchConsumer]:
+        return []
+
+    def loops(self) -> list[Loop]:
+        return [OutboxRelay(self.ctx.pool, self.schema, self.ctx.broker).run]
+
+    def add_routes(self, app: web.Application) -> None:
+        """Extra routes on the service's port (ingest's webhooks and OAuth)."""
+
+    async def start(self) -> None:
+        """Open what the service needs beyond pool and broker (HTTP clients...)."""
+
+    async def close(self) -> None:
+        """Release what ``start`` opened."""
+
+
+ServiceFactory = Callable[[Context], Service]
+
+
+def health_app(
+    ctx: Context, service: Service, *, client_max_size: int = 64 * 1024
+) -> web.Application:
+    """The aiohttp app of one service: health, readiness, metrics, and the service's routes."""
+    app = web.Application(client_max_size=client_max_size)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": ctx.name})
+
+    async def readyz(_: web.Request) -> web.Response:
+        problems: list[str] = []
+        if ctx.stopping.is_set():
+            problems.append("stopping")
+        if not ctx.broker.is_connected:
+            problems.append("broker unreachable")
+        try:
+            await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), timeout=2)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            problems.append("database unreachable")
+        status = 503 if problems else 200
+        body = {"status": "ready" if not problems else "not ready", "problems": problems}
+        return web.json_response(body, status=status)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=ctx.metrics.render(), content_type="text/plain")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    service.add_routes(app)
+    return app
+
+
+class Running:
+    """A started service: its HTTP site, its tasks, and how to stop it."""
+
+    def __init__(self, ctx: Context, service: Service, runner: web.AppRunner) -> None:
+        self.ctx = ctx
+        self.service = service
+        self.runner = runner
+        self.tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def port(self) -> int:
+        for site in self.runner.sites:
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                return int(server.sockets[0].getsockname()[1])
+        raise RuntimeError("service has no listening socket")
+
+    async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop taking requests and messages, finish the batch in hand, close everything."""
+        self.ctx.stopping.set()
+        await self.runner.cleanup()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "task ended with an error", service=self.ctx.name, error=str(task.exception())
+                )
+        await self.service.close()
+        await self.ctx.broker.close()
+        await self.ctx.pool.close()
+        log.info("service stopped", service=self.ctx.name)
+
+
+async def start_service(
+    name: str,
+    factory: ServiceFactory,
+    settings: Settings,
+    *,
+    port: int | None = None,
+    host: str | None = None,
+    connect_deadline: float | None = None,
+) -> Running:
+    """Connect, build and start one service; returns once it consumes and serves HTTP."""
+    pool = await connect_database(settings.database_url, deadline=connect_deadline)
+    broker = Broker(settings.amqp_url, app_id=f"nuvem-ledger-{name}")
+    try:
+        await broker.connect(deadline=connect_deadline)
+    except BaseException:
+        await pool.close()
+        raise
+    ctx = Context(
+        name=name, settings=settings, pool=pool, broker=broker, metrics=ServiceMetrics(name)
+    )
+    service = factory(ctx)
+    await service.start()
+    runner = web.AppRunner(health_app(ctx, service), handle_signals=False, access_log=None)
+    await runner.setup()
+    bind_port = settings.http_port(name) if port is None else port
+    site = web.TCPSite(runner, host or settings.http_host, bind_port, reuse_address=True)
+    await site.start()
+    running = Running(ctx, service, runner)
+    for consumer in service.consumers():
+        running.tasks.append(asyncio.create_task(consumer.run(ctx.stopping), name=consumer.queue))
+    for loop in service.loops():
+        running.tasks.append(asyncio.create_task(loop(ctx.stopping)))
+    log.info("service started", service=name, port=running.port)
+    return running
+
+
+async def run_until_signalled(
+    names: list[str], factories: dict[str, ServiceFactory], settings: Settings
+) -> int:
+    """Start the named services in this process and run them until SIGTERM/SIGINT; exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running: list[Running] = []
+    starting = asyncio.ensure_future(
+        asyncio.gather(*(start_service(n, factories[n], settings) for n in names))
+    )
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if starting in done:
+        running = list(starting.result())
+        await stop.wait()
+    else:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+    stopper.cancel()
+    log.info("stopping", services=names)
+    await asyncio.gather(*(r.stop() for r in running))
+    return 0

@@ -1,0 +1,58 @@
+"""Fixtures: the real RabbitMQ and PostgreSQL, one vhost and one database per test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from services.ingest.tokens import generate_key
+from shared.settings import Settings
+from tests import infra
+from tests.harness import System, start_system
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> Iterator[infra.Infrastructure]:
+    located = infra.locate()
+    asyncio.run(infra.prepare_template(located))
+    yield located
+    located.stop()
+
+
+@pytest.fixture
+def vhost_url(infrastructure: infra.Infrastructure) -> Iterator[str]:
+    vhost = infra.create_vhost(infrastructure)
+    yield infra.with_vhost(infrastructure.amqp_url, vhost)
+    infra.delete_vhost(infrastructure, vhost)
+
+
+@pytest.fixture
+async def database_url(infrastructure: infra.Infrastructure) -> AsyncIterator[str]:
+    url = await infra.create_database(infrastructure)
+    yield url
+    await infra.drop_database(infrastructure, url)
+
+
+@pytest.fixture
+def settings(vhost_url: str, database_url: str) -> Settings:
+    return Settings(
+        amqp_url=vhost_url,
+        database_url=database_url,
+        token_encryption_key=SecretStr(generate_key()),
+        nuvemshop_client_secret=SecretStr("test-client-secret"),
+        nuvemshop_app_id="1234",
+        http_host="127.0.0.1",
+        batch_wait_ms=5,
+        poll_interval_seconds=300,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def system(settings: Settings) -> AsyncIterator[System]:
+    running = await start_system(settings)
+    yield running
+    await running.stop()

@@ -1,0 +1,213 @@
+"""Running the real system inside a test: simulator, services, and an observer of every event.
+
+The services run in the test's event loop (as ``nuvem-ledger run all`` runs them), on the
+test's own vhost and database, with HTTP on free ports. The observer binds one exclusive queue
+to all four exchanges, so a test can wait for any event the system publishes and count them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiohttp
+import orjson
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import SecretStr
+
+from services.ingest.adapters.nuvemshop import NuvemshopClient
+from services.ingest.connections import Connected, connect
+from services.ingest.tokens import cipher_from_settings
+from services.simulator.runner import Running as Simulator
+from services.simulator.runner import start_simulator
+from services.simulator.webhooks import send_webhook
+from shared.contracts import EXCHANGES, Message
+from shared.messaging import Broker, envelope
+from shared.runtime import Running, start_service
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Seen:
+    routing_key: str
+    exchange: str
+    body: dict[str, Any]
+    message_id: str | None
+    type: str | None
+    correlation_id: str | None
+    content_type: str | None
+    persistent: bool
+    headers: dict[str, Any]
+
+
+@dataclass
+class Observer:
+    """Every message published on our exchanges during a test, in arrival order."""
+
+    connection: AbstractRobustConnection
+    seen: list[Seen] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def start(cls, amqp_url: str) -> Observer:
+        connection = await aio_pika.connect_robust(amqp_url)
+        observer = cls(connection)
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for name in EXCHANGES:
+            exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+            await queue.bind(exchange, "#")
+        await queue.consume(observer._on_message, no_ack=True)
+        return observer
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.seen.append(
+            Seen(
+                routing_key=message.routing_key or "",
+                exchange=message.exchange or "",
+                body=orjson.loads(message.body),
+                message_id=message.message_id,
+                type=message.type,
+                correlation_id=message.correlation_id,
+                content_type=message.content_type,
+                persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
+                headers=dict(message.headers or {}),
+            )
+        )
+        self._changed.set()
+
+    def of(self, routing_key: str, **match: Any) -> list[Seen]:
+        return [
+            s
+            for s in self.seen
+            if s.routing_key == routing_key and all(s.body.get(k) == v for k, v in match.items())
+        ]
+
+    async def wait_for(
+        self, routing_key: str, count: int = 1, timeout: float = 20.0, **match: Any
+    ) -> list[Seen]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.of(routing_key, **match)
+            if len(found) >= count:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                keys = sorted({s.routing_key for s in self.seen})
+                raise AssertionError(
+                    f"waited {timeout}s for {count} {routing_key} {match}: saw {len(found)} "
+                    f"(all keys seen: {keys})"
+                )
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
+            except TimeoutError:
+                pass
+
+    async def quiet(self, seconds: float = 1.0) -> None:
+        """Wait until nothing new arrived for ``seconds`` (what 'nothing more happens' looks like)."""
+        last = len(self.seen)
+        while True:
+            await asyncio.sleep(seconds)
+            if len(self.seen) == last:
+                return
+            last = len(self.seen)
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+@dataclass
+class System:
+    settings: Settings
+    simulator: Simulator
+    services: dict[str, Running]
+    observer: Observer
+    erp: Broker
+    http: aiohttp.ClientSession
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.services['ingest'].port}"
+
+    def url_of(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.services[service].port}"
+
+    async def connect_store(
+        self, store_id: int, *, user: str = "erp-user-1", activated_at: dt.datetime | None = None
+    ) -> Connected:
+        """Create the store in the simulator and connect it as ``integration connect`` would."""
+        token = self.simulator.state.add_store(store_id)
+        client = NuvemshopClient(
+            self.http,
+            api_url=self.simulator.api_url,
+            user_agent="nuvem-ledger tests",
+        )
+        pool = self.services["ingest"].ctx.pool
+        return await connect(
+            pool,
+            cipher_from_settings(self.settings),
+            client,
+            store_id=store_id,
+            access_token=token,
+            activated_by=user,
+            public_url=self.ingest_url,
+            activated_at=activated_at or dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+        )
+
+    async def webhook(self, store_id: int, event: str, order_id: int) -> int:
+        return await send_webhook(
+            self.http,
+            f"{self.ingest_url}/webhooks/nuvemshop",
+            self.simulator.state.client_secret,
+            store_id,
+            event,
+            order_id,
+        )
+
+    async def erp_publish(self, message: Message, message_id: str) -> None:
+        await self.erp.publish(envelope(message, message_id=message_id, correlation_id=None))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop(grace_s=5) for s in self.services.values()))
+        await self.observer.close()
+        await self.erp.close()
+        await self.http.close()
+        await self.simulator.close()
+
+
+async def start_system(
+    settings: Settings,
+    *,
+    services: tuple[str, ...] = ("ingest", "mapper", "ledger"),
+    simulator_opts: dict[str, Any] | None = None,
+    configure: Callable[[Settings], Settings] | None = None,
+) -> System:
+    from services.cli import _factories
+
+    opts = {"rate_limit": True} | (simulator_opts or {})
+    simulator = await start_simulator(**opts)
+    settings = settings.model_copy(
+        update={
+            "nuvemshop_api_url": simulator.api_url,
+            "nuvemshop_auth_url": simulator.auth_url,
+            "nuvemshop_client_secret": SecretStr(simulator.state.client_secret),
+            "nuvemshop_app_id": simulator.state.app_id,
+        }
+    )
+    if configure is not None:
+        settings = configure(settings)
+    factories = _factories()
+    running = {
+        name: await start_service(name, factories[name], settings, port=0, host="127.0.0.1", connect_deadline=20)
+        for name in services
+    }
+    observer = await Observer.start(settings.amqp_url)
+    erp = Broker(settings.amqp_url, app_id="test-erp")
+    await erp.connect(deadline=10)
+    return System(settings, simulator, running, observer, erp, aiohttp.ClientSession())
