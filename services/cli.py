@@ -33,8 +33,10 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="nuvem-ledger", description="Nuvemshop paid orders into the ERP, exactly once.")
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per option
+    parser = Parser(
+        prog="nuvem-ledger", description="Nuvemshop paid orders into the ERP, exactly once."
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = sub.add_parser("run", help="run one service, or all three in one process")
@@ -47,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     connect = integ.add_parser("connect", help="connect a store without the OAuth screen")
     connect.add_argument("--store-id", type=int, required=True)
     connect.add_argument("--access-token", required=True)
-    connect.add_argument("--user", required=True, help="the activating ERP user (the sales' seller)")
+    connect.add_argument(
+        "--user", required=True, help="the activating ERP user (the sales' seller)"
+    )
     connect.add_argument("--activated-at", type=parse_when, help="ISO 8601 (default: now)")
     for name in ("show", "enable", "disable"):
         cmd = integ.add_parser(name)
@@ -141,7 +145,9 @@ def _integration_text(row: dict[str, Any]) -> str:
     )
 
 
-def _rows_text(rows: list[dict[str, Any]], render: Callable[[dict[str, Any]], str], empty: str) -> str:
+def _rows_text(
+    rows: list[dict[str, Any]], render: Callable[[dict[str, Any]], str], empty: str
+) -> str:
     return "\n".join(render(r) for r in rows) if rows else empty
 
 
@@ -190,7 +196,9 @@ async def _connect(args: argparse.Namespace, settings: Settings) -> dict[str, An
         )
         shown = await ops.integration_show(pool, args.store_id)
     if done.webhook_error:
-        sys.stderr.write(f"warning: webhooks not registered ({done.webhook_error}); polling still imports\n")
+        sys.stderr.write(
+            f"warning: webhooks not registered ({done.webhook_error}); polling still imports\n"
+        )
     return shown | {
         "created": done.created,
         "webhooks_registered": done.webhooks_registered,
@@ -198,7 +206,7 @@ async def _connect(args: argparse.Namespace, settings: Settings) -> dict[str, An
     }
 
 
-async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:  # noqa: PLR0915
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     cmd, action = args.command, getattr(args, "action", None)
     if cmd == "migrate":
         from shared.db import migrate
@@ -214,8 +222,15 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:  # no
 
         if action == "list":
             rows = await deadletters.list_messages(settings.amqp_url, args.queue)
-            emit(args, rows, lambda rs: _rows_text(
-                rs, lambda r: f"{r['message_id']}  {r['reason']}: {r['detail']}", f"{args.queue}: empty"))
+            emit(
+                args,
+                rows,
+                lambda rs: _rows_text(
+                    rs,
+                    lambda r: f"{r['message_id']}  {r['reason']}: {r['detail']}",
+                    f"{args.queue}: empty",
+                ),
+            )
         else:
             rows = await deadletters.replay(
                 settings.amqp_url, args.queue, message_id=args.message_id, replay_all=args.all
@@ -232,7 +247,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:  # no
             else:
                 enabled = action == "enable"
                 row = await _with_broker(
-                    settings, lambda b: ops.integration_toggle(pool, b, args.store_id, enabled=enabled)
+                    settings,
+                    lambda b: ops.integration_toggle(pool, b, args.store_id, enabled=enabled),
                 )
                 emit(args, row, _integration_text)
         elif cmd == "catalog" and action == "add-product":
@@ -254,31 +270,66 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:  # no
                 mobile_phone=args.mobile_phone,
                 business_phone=args.business_phone,
             )
-            emit(args, row, lambda r: f"customer {r['id']}: {r['name']}" + ("" if r["created"] else " (existing)"))
+            emit(
+                args,
+                row,
+                lambda r: (
+                    f"customer {r['id']}: {r['name']}" + ("" if r["created"] else " (existing)")
+                ),
+            )
         elif cmd == "settings":
             row = await ops.set_stock_check(pool, args.store_id, on=args.value == "on")
-            emit(args, row, lambda r: f"store {r['store_id']}: stock-check {'on' if r['stock_check'] else 'off'}")
+            emit(
+                args,
+                row,
+                lambda r: (
+                    f"store {r['store_id']}: stock-check {'on' if r['stock_check'] else 'off'}"
+                ),
+            )
         elif cmd == "orders" and action == "rejected":
             rows = await ops.rejected_orders(pool, args.store_id)
-            emit(args, rows, lambda rs: _rows_text(
-                rs, lambda r: f"store {r['store_id']} order {r['order_id']}: {r['reason']}: {r['detail']}",
-                "no rejected orders"))
+            emit(
+                args,
+                rows,
+                lambda rs: _rows_text(
+                    rs,
+                    lambda r: (
+                        f"store {r['store_id']} order {r['order_id']}: {r['reason']}: {r['detail']}"
+                    ),
+                    "no rejected orders",
+                ),
+            )
         elif cmd == "orders":
             order_id = None if args.all else args.order_id
             rows = await _with_broker(
-                settings, lambda b: ops.retry_orders(pool, b, store_id=args.store_id, order_id=order_id)
+                settings,
+                lambda b: ops.retry_orders(pool, b, store_id=args.store_id, order_id=order_id),
             )
             emit(args, rows, lambda rs: f"retried {len(rs)} order(s)")
         elif cmd == "sales":
             row = await ops.sale_show(pool, args.store_id, args.order_id)
-            emit(args, row, lambda r: (
-                f"sale {r['sale_id']} ({r['status']}) order {r['order_id']} total {r['total']}: "
-                f"{len(r['receivables'])} receivable(s), {len(r['stock_movements'])} stock movement(s)"))
+            emit(
+                args,
+                row,
+                lambda r: (
+                    f"sale {r['sale_id']} ({r['status']}) order {r['order_id']} total {r['total']}: "
+                    f"{len(r['receivables'])} receivable(s), {len(r['stock_movements'])} stock movement(s)"
+                ),
+            )
         elif cmd == "receivables":
             rows = await ops.receivables(pool, args.store_id, args.status)
-            emit(args, rows, lambda rs: _rows_text(
-                rs, lambda r: f"#{r['number']} order {r['order_id']} {r['amount']} due {r['due_date']} "
-                f"{r['method']} {r['status']}", "no receivables"))
+            emit(
+                args,
+                rows,
+                lambda rs: _rows_text(
+                    rs,
+                    lambda r: (
+                        f"#{r['number']} order {r['order_id']} {r['amount']} due {r['due_date']} "
+                        f"{r['method']} {r['status']}"
+                    ),
+                    "no receivables",
+                ),
+            )
 
 
 def _run_services(names: list[str], settings: Settings) -> int:
@@ -317,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         from services.demo import run_demo
 
         return asyncio.run(run_demo(settings, orders=args.orders, stores=args.stores))
-    configure_logging(settings.log_level, "console" if settings.log_format == "console" else "json", sys.stderr)
+    configure_logging(
+        settings.log_level, "console" if settings.log_format == "console" else "json", sys.stderr
+    )
     try:
         _run(_dispatch(args, settings))
     except CommandError as exc:

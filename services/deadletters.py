@@ -81,8 +81,15 @@ def _replay_envelope(message: AbstractIncomingMessage, queue: str) -> Envelope:
     headers = dict(message.headers or {})
     exchange = _text(headers.pop("x-original-exchange", None)) or "ingest.events"
     routing_key = _text(headers.pop("x-original-routing-key", None)) or _text(message.routing_key)
-    for key in ("x-error-reason", "x-error-detail", "x-death", "x-first-death-exchange",
-                "x-first-death-queue", "x-first-death-reason", "x-delivery-count"):
+    for key in (
+        "x-error-reason",
+        "x-error-detail",
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-delivery-count",
+    ):
         headers.pop(key, None)
     message_id = message.message_id or ""
     if queue == MAPPER_PARKED.name:

@@ -13,16 +13,15 @@ from typing import Any
 
 import asyncpg
 
+from services.cliutil import CommandError, iso
 from services.ingest.adapters import postgres as ingest_db
 from services.ingest.handlers import SCHEMA as INGEST_SCHEMA
 from services.ingest.handlers import disable_store
 from services.mapper.adapters import postgres as mapper_db
 from services.mapper.documents import classify_document
 from services.mapper.domain import customer_key, normalize_name
-from services.cliutil import CommandError, iso
 from shared.messaging import Broker, Envelope
 from shared.outbox import publish_staged
-
 
 # --- integrations ------------------------------------------------------------------------------
 
@@ -69,7 +68,9 @@ async def integration_show(pool: asyncpg.Pool, store_id: int) -> dict[str, Any]:
     return rows[0]
 
 
-async def integration_toggle(pool: asyncpg.Pool, broker: Broker, store_id: int, *, enabled: bool) -> dict[str, Any]:
+async def integration_toggle(
+    pool: asyncpg.Pool, broker: Broker, store_id: int, *, enabled: bool
+) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
         if enabled:
             changed = await ingest_db.set_enabled(conn, store_id, enabled=True, reason=None)
@@ -89,7 +90,13 @@ async def integration_toggle(pool: asyncpg.Pool, broker: Broker, store_id: int, 
 
 
 async def add_product(
-    pool: asyncpg.Pool, *, store_id: int, description: str, price: Decimal, sku: str | None, stock: int
+    pool: asyncpg.Pool,
+    *,
+    store_id: int,
+    description: str,
+    price: Decimal,
+    sku: str | None,
+    stock: int,
 ) -> dict[str, Any]:
     if not description:
         raise CommandError("--description must not be empty")
@@ -265,7 +272,9 @@ async def sale_show(pool: asyncpg.Pool, store_id: int, order_id: int) -> dict[st
     }
 
 
-async def receivables(pool: asyncpg.Pool, store_id: int, status: str | None) -> list[dict[str, Any]]:
+async def receivables(
+    pool: asyncpg.Pool, store_id: int, status: str | None
+) -> list[dict[str, Any]]:
     rows = await pool.fetch(
         """
         SELECT r.id::text, r.sale_id, s.order_id, r.number, r.amount, r.due_date, r.method, r.status

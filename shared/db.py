@@ -19,12 +19,17 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import asyncpg.pool
 
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
+
+# A connection, whether opened alone or borrowed from a pool; ``Executor`` also admits the pool.
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Executor = Conn | asyncpg.Pool
 
 # The order matters: the mapper's views read the ledger's tables.
 SCHEMAS: tuple[str, ...] = ("ingest", "ledger", "mapper")

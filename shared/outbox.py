@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from shared.db import Conn
 from shared.logging import get_logger
 from shared.messaging import Broker, Envelope
 
@@ -33,7 +34,7 @@ class Staged:
     envelope: Envelope
 
 
-async def stage(conn: asyncpg.Connection, schema: str, envs: list[Envelope]) -> list[Staged]:
+async def stage(conn: Conn, schema: str, envs: list[Envelope]) -> list[Staged]:
     """Insert envelopes into the outbox in the caller's transaction; duplicates are skipped."""
     if not envs:
         return []
@@ -145,7 +146,7 @@ class OutboxRelay:
                 await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
 
 
-async def claim(conn: asyncpg.Connection, schema: str, message_ids: list[str]) -> set[str]:
+async def claim(conn: Conn, schema: str, message_ids: list[str]) -> set[str]:
     """Record message ids as processed in the caller's transaction; returns those seen first now.
 
     A redelivery (same ``message_id``) is then skipped whole: it changes nothing and publishes

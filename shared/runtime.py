@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -29,7 +30,7 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
-Loop = Callable[[asyncio.Event], Awaitable[None]]
+Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 SHUTDOWN_GRACE_S = 20.0
 
 
@@ -182,25 +183,36 @@ async def start_service(
 async def run_until_signalled(
     names: list[str], factories: dict[str, ServiceFactory], settings: Settings
 ) -> int:
-    """Start the named services in this process and run them until SIGTERM/SIGINT; exit code."""
+    """Start the named services in this process and run them until SIGTERM/SIGINT; exit code.
+
+    A signal that arrives while a service is still waiting for its broker or database stops the
+    wait; a service that cannot start at all (its port taken, say) stops the others and exits 1
+    with one log line.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     running: list[Running] = []
-    starting = asyncio.ensure_future(
-        asyncio.gather(*(start_service(n, factories[n], settings) for n in names))
-    )
-    stopper = asyncio.ensure_future(stop.wait())
-    done, _ = await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    if starting in done:
-        running = list(starting.result())
-        await stop.wait()
-    else:
+
+    async def start_all() -> None:
+        for name in names:
+            running.append(await start_service(name, factories[name], settings))
+
+    starting: asyncio.Future[Any] = asyncio.ensure_future(start_all())
+    stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([starting, stopper], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if not starting.done():
         starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        with contextlib.suppress(asyncio.CancelledError):
             await starting
+    elif starting.exception() is not None:
+        log.error("service could not start", error=str(starting.exception()))
+        code = 1
+    else:
+        await stopper
     stopper.cancel()
     log.info("stopping", services=names)
     await asyncio.gather(*(r.stop() for r in running))
-    return 0
+    return code

@@ -47,7 +47,7 @@ def settings(vhost_url: str, database_url: str) -> Settings:
         http_host="127.0.0.1",
         batch_wait_ms=5,
         poll_interval_seconds=300,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

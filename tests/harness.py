@@ -8,6 +8,7 @@ to all four exchanges, so a test can wait for any event the system publishes and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -60,7 +61,9 @@ class Observer:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         for name in EXCHANGES:
-            exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+            exchange = await channel.declare_exchange(
+                name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
             await queue.bind(exchange, "#")
         await queue.consume(observer._on_message, no_ack=True)
         return observer
@@ -89,9 +92,9 @@ class Observer:
         ]
 
     async def wait_for(
-        self, routing_key: str, count: int = 1, timeout: float = 20.0, **match: Any
+        self, routing_key: str, count: int = 1, within: float = 20.0, **match: Any
     ) -> list[Seen]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             found = self.of(routing_key, **match)
             if len(found) >= count:
@@ -100,14 +103,12 @@ class Observer:
             if remaining <= 0:
                 keys = sorted({s.routing_key for s in self.seen})
                 raise AssertionError(
-                    f"waited {timeout}s for {count} {routing_key} {match}: saw {len(found)} "
+                    f"waited {within}s for {count} {routing_key} {match}: saw {len(found)} "
                     f"(all keys seen: {keys})"
                 )
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
-            except TimeoutError:
-                pass
 
     async def quiet(self, seconds: float = 1.0) -> None:
         """Wait until nothing new arrived for ``seconds`` (what 'nothing more happens' looks like)."""
@@ -204,7 +205,9 @@ async def start_system(
         settings = configure(settings)
     factories = _factories()
     running = {
-        name: await start_service(name, factories[name], settings, port=0, host="127.0.0.1", connect_deadline=20)
+        name: await start_service(
+            name, factories[name], settings, port=0, host="127.0.0.1", connect_deadline=20
+        )
         for name in services
     }
     observer = await Observer.start(settings.amqp_url)

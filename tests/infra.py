@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from shared.containers import docker_answers
 from shared.db import migrate
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -42,18 +43,12 @@ class InfrastructureError(RuntimeError):
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2
+        ):
             return True
     except OSError:
         return False
-
-
-def _docker_answers() -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    result = subprocess.run([docker, "info"], capture_output=True, timeout=20, check=False)  # noqa: S603
-    return result.returncode == 0
 
 
 @dataclass
@@ -74,7 +69,7 @@ def locate() -> Infrastructure:
     if _reachable(amqp, 5672) and _reachable(database, 5432):
         host = urlsplit(amqp).hostname or "127.0.0.1"
         return Infrastructure(amqp, database, f"http://{host}:15672")
-    if not _docker_answers():
+    if not docker_answers():
         raise InfrastructureError(
             f"RabbitMQ ({_safe(amqp)}) or PostgreSQL ({_safe(database)}) is not answering and no "
             "Docker engine is available for testcontainers. Start them (see README: "
@@ -116,12 +111,14 @@ def with_vhost(url: str, vhost: str) -> str:
 # --- vhosts --------------------------------------------------------------------------------------
 
 
-def _management(infra: Infrastructure, method: str, path: str, body: dict[str, Any] | None = None) -> bool:
+def _management(
+    infra: Infrastructure, method: str, path: str, body: dict[str, Any] | None = None
+) -> bool:
     if infra.management_url is None:
         return False
     parts = urlsplit(infra.amqp_url)
     user, password = parts.username or "guest", parts.password or "guest"
-    request = urllib.request.Request(  # noqa: S310 - a local management API
+    request = urllib.request.Request(
         infra.management_url + path,
         method=method,
         data=json.dumps(body or {}).encode(),
@@ -131,7 +128,7 @@ def _management(infra: Infrastructure, method: str, path: str, body: dict[str, A
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10):
             return True
     except (urllib.error.URLError, OSError):
         return False
@@ -150,9 +147,11 @@ def create_vhost(infra: Infrastructure) -> str:
         return vhost
     ctl = shutil.which("rabbitmqctl")
     if ctl is None:
-        raise InfrastructureError("cannot create a RabbitMQ vhost: no management API and no rabbitmqctl")
-    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)  # noqa: S603
-    subprocess.run(  # noqa: S603
+        raise InfrastructureError(
+            "cannot create a RabbitMQ vhost: no management API and no rabbitmqctl"
+        )
+    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)
+    subprocess.run(
         [ctl, "set_permissions", "-p", vhost, user, ".*", ".*", ".*"],
         check=True,
         capture_output=True,
@@ -166,7 +165,7 @@ def delete_vhost(infra: Infrastructure, vhost: str) -> None:
         return
     ctl = shutil.which("rabbitmqctl")
     if ctl is not None:
-        subprocess.run([ctl, "delete_vhost", vhost], capture_output=True, timeout=60, check=False)  # noqa: S603
+        subprocess.run([ctl, "delete_vhost", vhost], capture_output=True, timeout=60, check=False)
 
 
 # --- databases -----------------------------------------------------------------------------------

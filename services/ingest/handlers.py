@@ -30,6 +30,7 @@ from services.ingest.adapters.nuvemshop import (
 from services.ingest.tokens import TokenCipher
 from shared.consumer import BatchResult, Incoming, TransientError
 from shared.contracts import IntegrationDisabled, OrderInvalid, WebhookReceived
+from shared.db import Conn
 from shared.logging import get_logger
 from shared.messaging import Envelope, correlation, envelope
 from shared.outbox import Staged, stage
@@ -104,7 +105,7 @@ def _events_for(
 
 
 async def import_orders(
-    conn: asyncpg.Connection,
+    conn: Conn,
     store: db.StoreRecord,
     raw_orders: Iterable[Mapping[str, Any]],
     *,
@@ -148,12 +149,12 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-async def disable_store(conn: asyncpg.Connection, store_id: int, reason: str) -> list[Staged]:
+async def disable_store(conn: Conn, store_id: int, reason: str) -> list[Staged]:
     """Switch a store off with a reason and announce it (only when it was on)."""
     changed = await db.set_enabled(conn, store_id, enabled=False, reason=reason)
     if not changed:
         return []
-    event = IntegrationDisabled(store_id=store_id, reason=reason)  # type: ignore[arg-type]
+    event = IntegrationDisabled.model_validate({"store_id": store_id, "reason": reason})
     stamp = int(_now().timestamp() * 1000)
     env = envelope(
         event, message_id=f"integration.disabled:{store_id}:{stamp}", correlation_id=None
@@ -222,6 +223,7 @@ class WebhookHandler:
             raise TransientError(f"Nuvemshop API unavailable for store {store.store_id}") from exc
         async with self.pool.acquire() as conn, conn.transaction():
             summary = await import_orders(conn, store, raw_orders)
+            await db.mark_synced(conn, store.store_id, None)
         return summary.staged
 
     async def fetch(self, store: db.StoreRecord, order_ids: list[int]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
 from shared.consumer import BatchConsumer
-from shared.contracts import OrderCancelled, SaleConfirm, SaleDiscard, SalePendingReview
+from shared.contracts import Message, OrderCancelled, SaleConfirm, SaleDiscard, SalePendingReview
 from shared.runtime import Service
 from shared.topology import LEDGER_SALES
 
@@ -14,9 +14,13 @@ class LedgerService(Service):
 
     def consumers(self) -> list[BatchConsumer]:
         ctx = self.ctx
-        models = {
-            m.routing_key: m for m in (SalePendingReview, SaleConfirm, SaleDiscard, OrderCancelled)
-        }
+        kinds: tuple[type[Message], ...] = (
+            SalePendingReview,
+            SaleConfirm,
+            SaleDiscard,
+            OrderCancelled,
+        )
+        models = {m.routing_key: m for m in kinds}
         return [
             BatchConsumer(
                 broker=ctx.broker,

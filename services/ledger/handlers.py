@@ -29,6 +29,7 @@ from shared.contracts import (
     SalePendingReview,
     StockMovement,
 )
+from shared.db import Conn
 from shared.logging import get_logger
 from shared.messaging import Envelope, correlation, envelope
 from shared.outbox import claim, stage
@@ -80,7 +81,7 @@ class SaleHandler:
             staged = await stage(conn, SCHEMA, envs)
         return BatchResult([None] * len(batch), staged)
 
-    async def _one(self, conn: asyncpg.Connection, incoming: Incoming) -> list[Envelope]:
+    async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
         if isinstance(message, SalePendingReview):
             return await self.keep_sale(conn, message)
@@ -110,7 +111,7 @@ class SaleHandler:
             return []
         return await self.cancel(conn, sale, f"order {message.reason}")
 
-    async def keep_sale(self, conn: asyncpg.Connection, sale: SalePendingReview) -> list[Envelope]:
+    async def keep_sale(self, conn: Conn, sale: SalePendingReview) -> list[Envelope]:
         structlog.contextvars.bind_contextvars(store_id=sale.store_id, order_id=sale.order_id)
         if not await db.insert_sale(conn, sale):
             log.info("sale already known", sale_id=sale.sale_id)
@@ -123,9 +124,7 @@ class SaleHandler:
         assert row is not None
         return await self.cancel(conn, row, f"order {reason}")
 
-    async def confirm(
-        self, conn: asyncpg.Connection, request: SaleConfirm, message_id: str
-    ) -> list[Envelope]:
+    async def confirm(self, conn: Conn, request: SaleConfirm, message_id: str) -> list[Envelope]:
         sale = await db.lock_sale(conn, request.sale_id)
         if sale is None:
             return [
@@ -171,7 +170,7 @@ class SaleHandler:
         return [self._confirmed(sale, seller, receivables, movements)]
 
     async def _repeat(
-        self, conn: asyncpg.Connection, sale: db.SaleRow, request: SaleConfirm, message_id: str
+        self, conn: Conn, sale: db.SaleRow, request: SaleConfirm, message_id: str
     ) -> list[Envelope]:
         receivables = await db.receivables_of(conn, sale.sale_id)
         if not domain.same_terms(sale.seller_id, receivables, request):
@@ -199,9 +198,7 @@ class SaleHandler:
         key = correlation(sale.store_id, sale.order_id)
         return envelope(message, message_id=f"sale.confirmed:{sale.sale_id}", correlation_id=key)
 
-    async def cancel(
-        self, conn: asyncpg.Connection, sale: db.SaleRow, reason: str
-    ) -> list[Envelope]:
+    async def cancel(self, conn: Conn, sale: db.SaleRow, reason: str) -> list[Envelope]:
         if sale.status == domain.CANCELLED:
             log.info("sale already cancelled", sale_id=sale.sale_id)
             return []

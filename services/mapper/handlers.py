@@ -18,6 +18,7 @@ from services.mapper import domain
 from services.mapper.adapters import postgres as db
 from shared.consumer import BatchResult, Incoming
 from shared.contracts import OrderInvalid, OrderPaid, RejectedItem, SaleRejected
+from shared.db import Conn
 from shared.logging import get_logger
 from shared.messaging import Envelope, correlation, envelope, error_headers
 from shared.outbox import claim, stage
@@ -61,7 +62,7 @@ class OrderHandler:
             staged = await stage(conn, SCHEMA, envs)
         return BatchResult([None] * len(batch), staged)
 
-    async def _one(self, conn: asyncpg.Connection, incoming: Incoming) -> list[Envelope]:
+    async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
         if isinstance(message, OrderInvalid):
             structlog.contextvars.bind_contextvars(
@@ -78,7 +79,7 @@ class OrderHandler:
         return await self.import_order(conn, incoming, message)
 
     async def import_order(
-        self, conn: asyncpg.Connection, incoming: Incoming, order: OrderPaid
+        self, conn: Conn, incoming: Incoming, order: OrderPaid
     ) -> list[Envelope]:
         structlog.contextvars.bind_contextvars(store_id=order.store_id, order_id=order.order_id)
         if await db.sale_exists(conn, order.store_id, order.order_id):
@@ -120,7 +121,7 @@ class OrderHandler:
         ]
 
     async def _shortages(
-        self, conn: asyncpg.Connection, order: OrderPaid, drafts: list[domain.ProductDraft]
+        self, conn: Conn, order: OrderPaid, drafts: list[domain.ProductDraft]
     ) -> list[domain.Shortage]:
         existing = await db.find_products(conn, order.store_id, [d.description for d in drafts])
         refs = {
@@ -136,7 +137,7 @@ class OrderHandler:
         return domain.check_stock(lines, available)
 
     async def _reject(
-        self, conn: asyncpg.Connection, incoming: Incoming, rejected: SaleRejected
+        self, conn: Conn, incoming: Incoming, rejected: SaleRejected
     ) -> list[Envelope]:
         if rejected.items is not None:
             # Products the sale would have created do not exist: no id to show.

@@ -34,7 +34,9 @@ async def test_paid_order_becomes_confirmed_sale_once(system: System) -> None:
     order_id = int(order["id"])
 
     # The same webhook five times, concurrently: one import.
-    statuses = await asyncio.gather(*(system.webhook(STORE, "order/paid", order_id) for _ in range(5)))
+    statuses = await asyncio.gather(
+        *(system.webhook(STORE, "order/paid", order_id) for _ in range(5))
+    )
     assert statuses == [200] * 5
 
     paid = await system.observer.wait_for("order.paid", order_id=order_id)
@@ -67,7 +69,9 @@ async def test_paid_order_becomes_confirmed_sale_once(system: System) -> None:
     await system.erp_publish(confirm, message_id="erp-confirm-1")
     confirmed = await system.observer.wait_for("sale.confirmed", sale_id=sale["sale_id"])
     body = confirmed[0].body
-    assert [(r["number"], r["amount"], r["status"]) for r in body["receivables"]] == [(1, "6025.00", "open")]
+    assert [(r["number"], r["amount"], r["status"]) for r in body["receivables"]] == [
+        (1, "6025.00", "open")
+    ]
     assert [(m["quantity"], m["direction"]) for m in body["stock_movements"]] == [(1, "out")]
 
     # The ERP's message redelivered (same message id): nothing new is posted or published.
@@ -75,23 +79,40 @@ async def test_paid_order_becomes_confirmed_sale_once(system: System) -> None:
     await system.observer.quiet(1.0)
     assert len(system.observer.of("sale.confirmed", sale_id=sale["sale_id"])) == 1
     pool = system.services["ledger"].ctx.pool
-    assert await pool.fetchval("SELECT count(*) FROM ledger.receivables WHERE sale_id = $1", sale["sale_id"]) == 1
-    assert await pool.fetchval("SELECT count(*) FROM ledger.stock_movements WHERE sale_id = $1", sale["sale_id"]) == 1
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM ledger.receivables WHERE sale_id = $1", sale["sale_id"]
+        )
+        == 1
+    )
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM ledger.stock_movements WHERE sale_id = $1", sale["sale_id"]
+        )
+        == 1
+    )
 
 
 async def test_bad_webhooks_are_refused(system: System) -> None:
     url = f"{system.ingest_url}/webhooks/nuvemshop"
-    async with system.http.post(url, data=b'{"store_id": 1, "event": "order/paid", "id": 2}',
-                                headers={"x-linkedstore-hmac-sha256": "00" * 32}) as response:
+    async with system.http.post(
+        url,
+        data=b'{"store_id": 1, "event": "order/paid", "id": 2}',
+        headers={"x-linkedstore-hmac-sha256": "00" * 32},
+    ) as response:
         assert response.status == 401
     from services.simulator.webhooks import sign
 
     body = b"not json"
     secret = system.simulator.state.client_secret
-    async with system.http.post(url, data=body, headers={"x-linkedstore-hmac-sha256": sign(body, secret)}) as response:
+    async with system.http.post(
+        url, data=body, headers={"x-linkedstore-hmac-sha256": sign(body, secret)}
+    ) as response:
         assert response.status == 400
     big = b'{"store_id": 1, "event": "order/paid", "id": 2, "pad": "' + b"x" * 70_000 + b'"}'
-    async with system.http.post(url, data=big, headers={"x-linkedstore-hmac-sha256": sign(big, secret)}) as response:
+    async with system.http.post(
+        url, data=big, headers={"x-linkedstore-hmac-sha256": sign(big, secret)}
+    ) as response:
         assert response.status == 413
     await system.observer.quiet(0.5)
     assert system.observer.of("webhook.received") == []

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from shared.db import Conn, Executor
+
 
 @dataclass(frozen=True)
 class StoreRecord:
@@ -48,7 +50,7 @@ def _store(row: asyncpg.Record) -> StoreRecord:
 
 
 async def connect_store(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     store_id: int,
     encrypted_token: bytes,
@@ -82,22 +84,20 @@ async def connect_store(
     return _store(row), previous is None, was_disabled
 
 
-async def load_stores(
-    conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]
-) -> dict[int, StoreRecord]:
+async def load_stores(conn: Executor, ids: list[int]) -> dict[int, StoreRecord]:
     rows = await conn.fetch(
         f"SELECT {_STORE_COLUMNS} FROM ingest.stores WHERE store_id = ANY($1::bigint[])", ids
     )
     return {r["store_id"]: _store(r) for r in rows}
 
 
-async def all_stores(conn: asyncpg.Connection | asyncpg.Pool) -> list[StoreRecord]:
+async def all_stores(conn: Executor) -> list[StoreRecord]:
     rows = await conn.fetch(f"SELECT {_STORE_COLUMNS} FROM ingest.stores ORDER BY store_id")
     return [_store(r) for r in rows]
 
 
 async def set_enabled(
-    conn: asyncpg.Connection, store_id: int, *, enabled: bool, reason: str | None
+    conn: Conn, store_id: int, *, enabled: bool, reason: str | None
 ) -> bool | None:
     """Switch a store on or off. Returns whether it changed (None: unknown store)."""
     row = await conn.fetchrow(
@@ -120,9 +120,7 @@ async def set_enabled(
     return bool(row["enabled"] != enabled)
 
 
-async def claim_paid(
-    conn: asyncpg.Connection, store_id: int, orders: list[tuple[int, int | None]]
-) -> set[int]:
+async def claim_paid(conn: Conn, store_id: int, orders: list[tuple[int, int | None]]) -> set[int]:
     """Mark paid orders announced; returns the ids announced by this call (the others were already)."""
     if not orders:
         return set()
@@ -144,9 +142,7 @@ async def claim_paid(
     return {r["order_id"] for r in rows}
 
 
-async def claim_cancelled(
-    conn: asyncpg.Connection, store_id: int, order_ids: list[int]
-) -> set[int]:
+async def claim_cancelled(conn: Conn, store_id: int, order_ids: list[int]) -> set[int]:
     """Mark imported orders cancelled; returns those cancelled by this call (once per order)."""
     if not order_ids:
         return set()
@@ -163,9 +159,7 @@ async def claim_cancelled(
     return {r["order_id"] for r in rows}
 
 
-async def claim_invalid(
-    conn: asyncpg.Connection, store_id: int, order_id: int, detail: str
-) -> bool:
+async def claim_invalid(conn: Conn, store_id: int, order_id: int, detail: str) -> bool:
     """Record an unreadable order once per distinct problem; True when it is news."""
     row = await conn.fetchrow(
         """
@@ -184,9 +178,7 @@ async def claim_invalid(
     return row is not None
 
 
-async def mark_synced(
-    conn: asyncpg.Connection | asyncpg.Pool, store_id: int, cursor: dt.datetime | None
-) -> None:
+async def mark_synced(conn: Executor, store_id: int, cursor: dt.datetime | None) -> None:
     await conn.execute(
         """
         UPDATE ingest.stores SET last_synced_at = now(),
@@ -198,7 +190,7 @@ async def mark_synced(
     )
 
 
-async def pause(conn: asyncpg.Connection | asyncpg.Pool, store_id: int, until: dt.datetime) -> None:
+async def pause(conn: Executor, store_id: int, until: dt.datetime) -> None:
     await conn.execute(
         "UPDATE ingest.stores SET paused_until = $2, updated_at = now() WHERE store_id = $1",
         store_id,

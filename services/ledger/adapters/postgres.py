@@ -15,6 +15,7 @@ import asyncpg
 
 from services.ledger.domain import PlannedInstallment, PlannedMovement, SaleLine
 from shared.contracts import Receivable, SalePendingReview, StockMovement
+from shared.db import Conn
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ _SALE_COLUMNS = (
 )
 
 
-async def insert_sale(conn: asyncpg.Connection, sale: SalePendingReview) -> bool:
+async def insert_sale(conn: Conn, sale: SalePendingReview) -> bool:
     """Keep an announced sale; False when it was already known."""
     inserted = await conn.fetchval(
         """
@@ -82,16 +83,14 @@ async def insert_sale(conn: asyncpg.Connection, sale: SalePendingReview) -> bool
     return True
 
 
-async def lock_sale(conn: asyncpg.Connection, sale_id: str) -> SaleRow | None:
+async def lock_sale(conn: Conn, sale_id: str) -> SaleRow | None:
     row = await conn.fetchrow(
         f"SELECT {_SALE_COLUMNS} FROM ledger.sales WHERE sale_id = $1 FOR UPDATE", sale_id
     )
     return _sale(row) if row is not None else None
 
 
-async def lock_sale_of_order(
-    conn: asyncpg.Connection, store_id: int, order_id: int
-) -> SaleRow | None:
+async def lock_sale_of_order(conn: Conn, store_id: int, order_id: int) -> SaleRow | None:
     row = await conn.fetchrow(
         f"SELECT {_SALE_COLUMNS} FROM ledger.sales WHERE store_id = $1 AND order_id = $2 FOR UPDATE",
         store_id,
@@ -100,7 +99,7 @@ async def lock_sale_of_order(
     return _sale(row) if row is not None else None
 
 
-async def sale_lines(conn: asyncpg.Connection, sale_id: str) -> list[SaleLine]:
+async def sale_lines(conn: Conn, sale_id: str) -> list[SaleLine]:
     rows = await conn.fetch(
         "SELECT line_number, product_id, quantity, description FROM ledger.sale_lines"
         " WHERE sale_id = $1 ORDER BY line_number",
@@ -111,7 +110,7 @@ async def sale_lines(conn: asyncpg.Connection, sale_id: str) -> list[SaleLine]:
     ]
 
 
-async def stock_check_enabled(conn: asyncpg.Connection, store_id: int) -> bool:
+async def stock_check_enabled(conn: Conn, store_id: int) -> bool:
     value = await conn.fetchval(
         "SELECT stock_check FROM ledger.store_settings WHERE store_id = $1", store_id
     )
@@ -119,7 +118,7 @@ async def stock_check_enabled(conn: asyncpg.Connection, store_id: int) -> bool:
 
 
 async def lock_products_and_count(
-    conn: asyncpg.Connection, store_id: int, product_ids: list[str]
+    conn: Conn, store_id: int, product_ids: list[str]
 ) -> dict[str, int]:
     """Serialise stock checks per product (advisory locks in a fixed order), then read on-hand."""
     for product_id in sorted(set(product_ids)):
@@ -135,7 +134,7 @@ async def lock_products_and_count(
 
 
 async def post_receivables(
-    conn: asyncpg.Connection, sale: SaleRow, plan: list[PlannedInstallment]
+    conn: Conn, sale: SaleRow, plan: list[PlannedInstallment]
 ) -> list[Receivable]:
     rows = await conn.fetch(
         """
@@ -154,7 +153,7 @@ async def post_receivables(
 
 
 async def post_movements(
-    conn: asyncpg.Connection, sale: SaleRow, plan: list[PlannedMovement], *, reason: str
+    conn: Conn, sale: SaleRow, plan: list[PlannedMovement], *, reason: str
 ) -> list[StockMovement]:
     rows = await conn.fetch(
         """
@@ -175,7 +174,7 @@ async def post_movements(
     return [_movement(r) for r in sorted(rows, key=lambda r: r["line_number"])]
 
 
-async def receivables_of(conn: asyncpg.Connection, sale_id: str) -> list[Receivable]:
+async def receivables_of(conn: Conn, sale_id: str) -> list[Receivable]:
     rows = await conn.fetch(
         "SELECT id::text, number, amount, due_date, method, status FROM ledger.receivables"
         " WHERE sale_id = $1 ORDER BY number",
@@ -184,9 +183,7 @@ async def receivables_of(conn: asyncpg.Connection, sale_id: str) -> list[Receiva
     return [_receivable(r) for r in rows]
 
 
-async def movements_of(
-    conn: asyncpg.Connection, sale_id: str, direction: str
-) -> list[tuple[int, StockMovement]]:
+async def movements_of(conn: Conn, sale_id: str, direction: str) -> list[tuple[int, StockMovement]]:
     rows = await conn.fetch(
         "SELECT id::text, product_id, quantity, direction, line_number FROM ledger.stock_movements"
         " WHERE sale_id = $1 AND direction = $2 ORDER BY line_number",
@@ -196,7 +193,7 @@ async def movements_of(
     return [(r["line_number"], _movement(r)) for r in rows]
 
 
-async def cancel_open_receivables(conn: asyncpg.Connection, sale_id: str) -> list[Receivable]:
+async def cancel_open_receivables(conn: Conn, sale_id: str) -> list[Receivable]:
     rows = await conn.fetch(
         "UPDATE ledger.receivables SET status = 'cancelled' WHERE sale_id = $1 AND status = 'open'"
         " RETURNING id::text, number, amount, due_date, method, status",
@@ -206,7 +203,7 @@ async def cancel_open_receivables(conn: asyncpg.Connection, sale_id: str) -> lis
 
 
 async def set_confirmed(
-    conn: asyncpg.Connection,
+    conn: Conn,
     sale_id: str,
     *,
     seller_id: str | None,
@@ -226,7 +223,7 @@ async def set_confirmed(
     )
 
 
-async def set_cancelled(conn: asyncpg.Connection, sale_id: str, reason: str) -> None:
+async def set_cancelled(conn: Conn, sale_id: str, reason: str) -> None:
     await conn.execute(
         "UPDATE ledger.sales SET status = 'cancelled', cancelled_at = now(), cancel_reason = $2"
         " WHERE sale_id = $1",
@@ -236,7 +233,7 @@ async def set_cancelled(conn: asyncpg.Connection, sale_id: str, reason: str) -> 
 
 
 async def remember_cancellation(
-    conn: asyncpg.Connection, store_id: int, order_id: int, cancelled_at: dt.datetime, reason: str
+    conn: Conn, store_id: int, order_id: int, cancelled_at: dt.datetime, reason: str
 ) -> None:
     await conn.execute(
         "INSERT INTO ledger.early_cancellations (store_id, order_id, cancelled_at, reason)"
@@ -248,9 +245,7 @@ async def remember_cancellation(
     )
 
 
-async def take_early_cancellation(
-    conn: asyncpg.Connection, store_id: int, order_id: int
-) -> str | None:
+async def take_early_cancellation(conn: Conn, store_id: int, order_id: int) -> str | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
         "DELETE FROM ledger.early_cancellations WHERE store_id = $1 AND order_id = $2 RETURNING reason",
         store_id,

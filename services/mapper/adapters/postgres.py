@@ -12,16 +12,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from services.mapper.domain import CustomerDraft, CustomerRef, ProductDraft, ProductRef, SaleDraft
+from shared.db import Conn, Executor
 
 
 class DuplicateSaleError(Exception):
     """Another transaction created the sale of this order first."""
 
 
-async def stock_check_enabled(conn: asyncpg.Connection, store_id: int) -> bool:
+async def stock_check_enabled(conn: Conn, store_id: int) -> bool:
     # The setting belongs to the ledger (it owns stock); it exposes its table to readers.
     value = await conn.fetchval(
         "SELECT stock_check FROM ledger.store_settings WHERE store_id = $1", store_id
@@ -29,9 +28,7 @@ async def stock_check_enabled(conn: asyncpg.Connection, store_id: int) -> bool:
     return bool(value)
 
 
-async def on_hand(
-    conn: asyncpg.Connection, store_id: int, product_ids: list[str]
-) -> dict[str, int]:
+async def on_hand(conn: Conn, store_id: int, product_ids: list[str]) -> dict[str, int]:
     rows = await conn.fetch(
         "SELECT product_id, on_hand FROM ledger.stock_on_hand"
         " WHERE store_id = $1 AND product_id = ANY($2::text[])",
@@ -41,16 +38,14 @@ async def on_hand(
     return {r["product_id"]: int(r["on_hand"]) for r in rows}
 
 
-async def sale_exists(conn: asyncpg.Connection, store_id: int, order_id: int) -> bool:
+async def sale_exists(conn: Conn, store_id: int, order_id: int) -> bool:
     found = await conn.fetchval(
         "SELECT 1 FROM mapper.sales WHERE store_id = $1 AND order_id = $2", store_id, order_id
     )
     return found is not None
 
 
-async def find_products(
-    conn: asyncpg.Connection, store_id: int, descriptions: list[str]
-) -> dict[str, str]:
+async def find_products(conn: Conn, store_id: int, descriptions: list[str]) -> dict[str, str]:
     """Exact-description matches: description → product id."""
     rows = await conn.fetch(
         "SELECT id::text, description FROM mapper.products"
@@ -61,9 +56,7 @@ async def find_products(
     return {r["description"]: r["id"] for r in rows}
 
 
-async def resolve_customer(
-    conn: asyncpg.Connection, store_id: int, draft: CustomerDraft
-) -> CustomerRef:
+async def resolve_customer(conn: Conn, store_id: int, draft: CustomerDraft) -> CustomerRef:
     name_key, document_key = draft.key
     created_id = await conn.fetchval(
         """
@@ -103,7 +96,7 @@ async def resolve_customer(
 
 
 async def resolve_products(
-    conn: asyncpg.Connection, store_id: int, drafts: Sequence[ProductDraft]
+    conn: Conn, store_id: int, drafts: Sequence[ProductDraft]
 ) -> dict[str, ProductRef]:
     """Create the missing products (exact description) and return every line's product."""
     if not drafts:
@@ -128,7 +121,7 @@ async def resolve_products(
     return refs
 
 
-async def insert_sale(conn: asyncpg.Connection, sale_id: str, sale: SaleDraft) -> None:
+async def insert_sale(conn: Conn, sale_id: str, sale: SaleDraft) -> None:
     inserted = await conn.fetchval(
         """
         INSERT INTO mapper.sales (id, store_id, order_id, order_number, customer_id, seller_id,
@@ -184,7 +177,7 @@ class Rejection:
 
 
 async def record_rejection(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     store_id: int,
     order_id: int,
@@ -219,7 +212,7 @@ async def record_rejection(
     return int(attempts)
 
 
-async def resolve_rejection(conn: asyncpg.Connection, store_id: int, order_id: int) -> None:
+async def resolve_rejection(conn: Conn, store_id: int, order_id: int) -> None:
     await conn.execute(
         "UPDATE mapper.rejections SET resolved_at = now()"
         " WHERE store_id = $1 AND order_id = $2 AND resolved_at IS NULL",
@@ -229,7 +222,7 @@ async def resolve_rejection(conn: asyncpg.Connection, store_id: int, order_id: i
 
 
 async def open_rejections(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     store_id: int | None = None,
     order_id: int | None = None,
 ) -> list[Rejection]:
