@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     recv_list.add_argument("--status", choices=["open", "cancelled", "paid"])
     _json_flag(recv_list)
 
+    back = sub.add_parser("backfill", help="import paid orders of an explicit (older) date range")
+    back.add_argument("--store-id", type=int, required=True)
+    back.add_argument("--since", type=parse_when, required=True, help="ISO 8601 date or datetime")
+    back.add_argument("--until", type=parse_when, help="ISO 8601 (default: now)")
+    _json_flag(back)
+
     demo = sub.add_parser("demo", help="run the whole system against the simulator and show it")
     demo.add_argument("--orders", type=int, default=60, help="paid orders to send (default 60)")
     demo.add_argument("--stores", type=int, default=2, help="simulated stores (default 2)")
@@ -206,8 +212,83 @@ async def _connect(args: argparse.Namespace, settings: Settings) -> dict[str, An
     }
 
 
+def _progress_bar(done: int, total: int, width: int = 30) -> None:
+    filled = width if total == 0 else min(width, width * done // max(total, 1))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} orders")
+    sys.stderr.flush()
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    import datetime as dt
+
+    import aiohttp
+
+    from services.ingest.adapters import postgres as ingest_db
+    from services.ingest.adapters.nuvemshop import NuvemshopClient
+    from services.ingest.sync import backfill
+    from services.ingest.tokens import TokenKeyError, cipher_from_settings
+
+    until = args.until or dt.datetime.now(dt.UTC)
+    if until <= args.since:
+        raise CommandError("--until must be after --since")
+    try:
+        cipher = cipher_from_settings(settings)
+    except TokenKeyError as exc:
+        raise CommandError(str(exc)) from exc
+    async with database(settings) as pool, aiohttp.ClientSession() as session:
+        store = (await ingest_db.load_stores(pool, [args.store_id])).get(args.store_id)
+        if store is None:
+            raise CommandError(f"store {args.store_id} is not connected")
+        if not store.enabled:
+            raise CommandError(f"store {args.store_id} is disabled ({store.disabled_reason})")
+        client = NuvemshopClient(
+            session,
+            api_url=settings.nuvemshop_api_url,
+            token_header=settings.nuvemshop_token_header,
+            user_agent=settings.nuvemshop_user_agent,
+        )
+
+        async def work(broker: Any) -> dict[str, Any]:
+            result, total = await backfill(
+                pool,
+                broker,
+                client,
+                cipher,
+                store,
+                since=args.since,
+                until=until,
+                progress=lambda r, t: _progress_bar(r.orders_seen, t),
+            )
+            sys.stderr.write("\n")
+            if result.outcome != "ok":
+                raise CommandError(f"backfill stopped: the store answered {result.outcome}")
+            return {
+                "store_id": args.store_id,
+                "since": args.since,
+                "until": until,
+                "matched": total,
+                "seen": result.orders_seen,
+                "imported": result.paid,
+                "cancelled": result.cancelled,
+                "invalid": result.invalid,
+                "pages": result.pages,
+            }
+
+        return await _with_broker(settings, work)  # type: ignore[no-any-return]
+
+
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     cmd, action = args.command, getattr(args, "action", None)
+    if cmd == "backfill":
+        emit(
+            args,
+            await _backfill(args, settings),
+            lambda r: (
+                f"backfill of store {r['store_id']}: {r['imported']} order(s) imported "
+                f"of {r['matched']} paid in range ({r['seen']} read, {r['pages']} page(s))"
+            ),
+        )
+        return
     if cmd == "migrate":
         from shared.db import migrate
 

@@ -160,6 +160,27 @@ class WebhookReceived(Message):
     event: str
     id: int | None = None
     received_at: Timestamp
+    # The whole body, kept only for the LGPD events (their customer and order lists matter).
+    payload: dict[str, Any] | None = None
+
+
+class PrivacyCustomer(Part):
+    id: int | None = None
+    email: str | None = None
+    phone: str | None = None
+    identification: str | None = None
+
+
+class PrivacyRequest(Message):
+    """Added to the contract: an LGPD request from Nuvemshop, for every service holding personal data."""
+
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "privacy.request"
+
+    store_id: int
+    kind: Literal["store_redact", "customers_redact", "data_request"]
+    customer: PrivacyCustomer | None = None
+    order_ids: list[int] = Field(default_factory=list)
 
 
 # --- mapper.events ---------------------------------------------------------------------------
@@ -330,6 +351,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     OrderInvalid,
     IntegrationDisabled,
     WebhookReceived,
+    PrivacyRequest,
     SalePendingReview,
     SaleRejected,
     SaleConfirmed,

@@ -40,7 +40,12 @@ class QueueSpec:
 
 INGEST_WEBHOOKS = QueueSpec("ingest.webhooks", (("ingest.events", "webhook.received"),))
 MAPPER_ORDERS = QueueSpec(
-    "mapper.orders", (("ingest.events", "order.paid"), ("ingest.events", "order.invalid"))
+    "mapper.orders",
+    (
+        ("ingest.events", "order.paid"),
+        ("ingest.events", "order.invalid"),
+        ("ingest.events", "privacy.request"),
+    ),
 )
 MAPPER_PARKED = QueueSpec("mapper.orders.parked", dead_letter=False)
 # One queue for everything that changes a sale's state keeps cause before effect: the ERP can
@@ -52,6 +57,7 @@ LEDGER_SALES = QueueSpec(
         ("erp.events", "sale.confirm"),
         ("erp.events", "sale.discard"),
         ("ingest.events", "order.cancelled"),
+        ("ingest.events", "privacy.request"),
     ),
 )
 

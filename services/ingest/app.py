@@ -7,11 +7,14 @@ from aiohttp import web
 
 from services.ingest.adapters.http import WebhookReceiver, add_webhook_routes
 from services.ingest.adapters.nuvemshop import NuvemshopClient
-from services.ingest.handlers import SCHEMA, WebhookHandler
+from services.ingest.adapters.oauth import OAuthRoutes, add_oauth_routes
+from services.ingest.handlers import SCHEMA
+from services.ingest.sync import OrderReader, Poller
 from services.ingest.tokens import TokenCipher, cipher_from_settings
+from services.ingest.webhooks import WebhookHandler
 from shared.consumer import BatchConsumer
 from shared.contracts import WebhookReceived
-from shared.runtime import Context, Service
+from shared.runtime import Context, Loop, Service
 from shared.topology import INGEST_WEBHOOKS
 
 
@@ -57,12 +60,25 @@ class IngestService(Service):
                 schema=SCHEMA,
                 queue=INGEST_WEBHOOKS.name,
                 models={WebhookReceived.routing_key: WebhookReceived},
-                handler=WebhookHandler(ctx.pool, self.client, self.cipher),
+                handler=WebhookHandler(ctx.pool, OrderReader(self.client, self.cipher)),
                 metrics=ctx.metrics,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
             )
         ]
 
+    def loops(self) -> list[Loop]:
+        ctx = self.ctx
+        poller = Poller(
+            ctx.pool,
+            ctx.broker,
+            self.client,
+            self.cipher,
+            interval_s=ctx.settings.poll_interval_seconds,
+        )
+        return [*super().loops(), poller.run]
+
     def add_routes(self, app: web.Application) -> None:
         add_webhook_routes(app, self.receiver)
+        routes = OAuthRoutes(self.ctx.settings, self.ctx.pool, self.cipher, self.client)
+        add_oauth_routes(app, routes)

@@ -8,28 +8,15 @@ here talks HTTP inside a transaction: orders are fetched first, written second.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-import structlog
-
 from services.ingest import domain
 from services.ingest.adapters import postgres as db
-from services.ingest.adapters.nuvemshop import (
-    ApiUnavailable,
-    CredentialsRevoked,
-    NuvemshopClient,
-    StoreSuspended,
-)
-from services.ingest.tokens import TokenCipher
-from shared.consumer import BatchResult, Incoming, TransientError
-from shared.contracts import IntegrationDisabled, OrderInvalid, WebhookReceived
+from shared.contracts import IntegrationDisabled, OrderInvalid
 from shared.db import Conn
 from shared.logging import get_logger
 from shared.messaging import Envelope, correlation, envelope
@@ -38,8 +25,6 @@ from shared.outbox import Staged, stage
 log = get_logger(__name__)
 
 SCHEMA = "ingest"
-SUSPENDED_PAUSE = dt.timedelta(minutes=5)
-FETCH_CONCURRENCY = 8
 
 
 @dataclass
@@ -161,86 +146,3 @@ async def disable_store(conn: Conn, store_id: int, reason: str) -> list[Staged]:
     )
     log.warning("integration disabled", store_id=store_id, reason=reason)
     return await stage(conn, SCHEMA, [env])
-
-
-class WebhookHandler:
-    """Consumes ``ingest.webhooks``: fetch the orders the webhooks name, then import them."""
-
-    def __init__(self, pool: asyncpg.Pool, client: NuvemshopClient, cipher: TokenCipher) -> None:
-        self.pool = pool
-        self.client = client
-        self.cipher = cipher
-
-    async def __call__(self, batch: list[Incoming]) -> BatchResult:
-        by_store: dict[int, list[WebhookReceived]] = defaultdict(list)
-        for incoming in batch:
-            assert isinstance(incoming.message, WebhookReceived)
-            by_store[incoming.message.store_id].append(incoming.message)
-        stores = await db.load_stores(self.pool, list(by_store))
-        staged: list[Staged] = []
-        for store_id, hooks in by_store.items():
-            store = stores.get(store_id)
-            if store is None:
-                log.warning(
-                    "webhook for an unknown store ignored", store_id=store_id, count=len(hooks)
-                )
-                continue
-            staged += await self._store_hooks(store, hooks)
-        return BatchResult([None] * len(batch), staged)
-
-    async def _store_hooks(
-        self, store: db.StoreRecord, hooks: list[WebhookReceived]
-    ) -> list[Staged]:
-        events = {h.event for h in hooks}
-        if domain.APP_UNINSTALLED in events:
-            async with self.pool.acquire() as conn, conn.transaction():
-                return await disable_store(conn, store.store_id, "app_uninstalled")
-        for hook in hooks:
-            if hook.event in domain.LGPD_EVENTS:
-                log.info("LGPD webhook received", store_id=store.store_id, lgpd_event=hook.event)
-        if not store.enabled:
-            log.info(
-                "webhooks for a disabled store ignored", store_id=store.store_id, count=len(hooks)
-            )
-            return []
-        order_ids = sorted(
-            {h.id for h in hooks if h.event in domain.ORDER_EVENTS and h.id is not None}
-        )
-        if not order_ids:
-            return []
-        try:
-            raw_orders = await self.fetch(store, order_ids)
-        except CredentialsRevoked:
-            async with self.pool.acquire() as conn, conn.transaction():
-                return await disable_store(conn, store.store_id, "credentials_revoked")
-        except StoreSuspended:
-            await db.pause(self.pool, store.store_id, _now() + SUSPENDED_PAUSE)
-            log.warning(
-                "store suspended (402): paused, the poller will catch up", store_id=store.store_id
-            )
-            return []
-        except ApiUnavailable as exc:
-            raise TransientError(f"Nuvemshop API unavailable for store {store.store_id}") from exc
-        async with self.pool.acquire() as conn, conn.transaction():
-            summary = await import_orders(conn, store, raw_orders)
-            await db.mark_synced(conn, store.store_id, None)
-        return summary.staged
-
-    async def fetch(self, store: db.StoreRecord, order_ids: list[int]) -> list[dict[str, Any]]:
-        """Fetch the named orders; a missing one (404) is logged and left out."""
-        token = self.cipher.decrypt(store.access_token)
-        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
-
-        async def one(order_id: int) -> dict[str, Any] | None:
-            async with limit:
-                found = await self.client.get_order(store.store_id, token, order_id)
-            if found is None:
-                structlog.get_logger(__name__).info(
-                    "webhook for an order that does not exist",
-                    store_id=store.store_id,
-                    order_id=order_id,
-                )
-            return found
-
-        results = await asyncio.gather(*(one(o) for o in order_ids))
-        return [r for r in results if r is not None]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
 from shared.consumer import BatchConsumer
-from shared.contracts import Message, OrderCancelled, SaleConfirm, SaleDiscard, SalePendingReview
+from shared.contracts import (
+    Message,
+    OrderCancelled,
+    PrivacyRequest,
+    SaleConfirm,
+    SaleDiscard,
+    SalePendingReview,
+)
 from shared.runtime import Service
 from shared.topology import LEDGER_SALES
 
@@ -19,6 +26,7 @@ class LedgerService(Service):
             SaleConfirm,
             SaleDiscard,
             OrderCancelled,
+            PrivacyRequest,
         )
         models = {m.routing_key: m for m in kinds}
         return [

@@ -17,9 +17,11 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from services.ledger import domain
 from services.ledger.adapters import postgres as db
+from services.ledger.privacy import handle_privacy
 from shared.consumer import BatchResult, Incoming
 from shared.contracts import (
     OrderCancelled,
+    PrivacyRequest,
     Receivable,
     SaleCancelled,
     SaleConfirm,
@@ -83,6 +85,9 @@ class SaleHandler:
 
     async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
+        if isinstance(message, PrivacyRequest):
+            await handle_privacy(conn, message)
+            return []
         if isinstance(message, SalePendingReview):
             return await self.keep_sale(conn, message)
         if isinstance(message, SaleConfirm):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from services.mapper.handlers import SCHEMA, OrderHandler
 from shared.consumer import BatchConsumer
-from shared.contracts import OrderInvalid, OrderPaid
+from shared.contracts import Message, OrderInvalid, OrderPaid, PrivacyRequest
 from shared.runtime import Service
 from shared.topology import MAPPER_ORDERS
+
+MODELS: tuple[type[Message], ...] = (OrderPaid, OrderInvalid, PrivacyRequest)
 
 
 class MapperService(Service):
@@ -20,7 +22,7 @@ class MapperService(Service):
                 pool=ctx.pool,
                 schema=SCHEMA,
                 queue=MAPPER_ORDERS.name,
-                models={OrderPaid.routing_key: OrderPaid, OrderInvalid.routing_key: OrderInvalid},
+                models={m.routing_key: m for m in MODELS},
                 handler=OrderHandler(ctx.pool),
                 metrics=ctx.metrics,
                 batch_size=ctx.settings.batch_size,

@@ -16,8 +16,9 @@ import structlog
 
 from services.mapper import domain
 from services.mapper.adapters import postgres as db
+from services.mapper.privacy import handle_privacy
 from shared.consumer import BatchResult, Incoming
-from shared.contracts import OrderInvalid, OrderPaid, RejectedItem, SaleRejected
+from shared.contracts import OrderInvalid, OrderPaid, PrivacyRequest, RejectedItem, SaleRejected
 from shared.db import Conn
 from shared.logging import get_logger
 from shared.messaging import Envelope, correlation, envelope, error_headers
@@ -64,6 +65,9 @@ class OrderHandler:
 
     async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
+        if isinstance(message, PrivacyRequest):
+            await handle_privacy(conn, message)
+            return []
         if isinstance(message, OrderInvalid):
             structlog.contextvars.bind_contextvars(
                 store_id=message.store_id, order_id=message.order_id

@@ -6,7 +6,7 @@ one client-side leaky bucket per store (``ratelimit.LeakyBucket``) so the server
 refuse them. A 429 waits and retries the same request; 5xx, connection errors and timeouts retry
 with exponential backoff and jitter, then raise ``ApiUnavailable``. 401, 402 and other 4xx raise
 ``CredentialsRevoked``, ``StoreSuspended`` and ``ApiError``; all derive from ``NuvemshopError``.
-Tokens, secrets and codes are never logged nor put in exception texts.
+Tokens, the client secret and codes are never logged; the secret never reaches an exception.
 """
 
 from __future__ import annotations
@@ -431,9 +431,8 @@ class NuvemshopClient:
                     scope=_scopes(payload.get("scope")),
                 )
         detail = _refusal_text(reply, payload)
-        for secret in (client_secret, code):
-            if secret:
-                detail = detail.replace(secret, "***")
+        if client_secret:
+            detail = detail.replace(client_secret, "***")
         raise TokenExchangeError(f"code exchange refused ({reply.status}): {detail}")
 
     # --- counters

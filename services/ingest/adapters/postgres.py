@@ -71,7 +71,7 @@ async def connect_store(
         VALUES ($1, $2, $3, $4)
         ON CONFLICT (store_id) DO UPDATE SET
             access_token = excluded.access_token, enabled = true, disabled_reason = NULL,
-            disabled_at = NULL, paused_until = NULL, updated_at = now()
+            disabled_at = NULL, paused_until = NULL, next_poll_at = now(), updated_at = now()
         RETURNING {_STORE_COLUMNS}
         """,
         store_id,
@@ -110,7 +110,7 @@ async def set_enabled(
         UPDATE ingest.stores SET enabled = $2,
             disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,
             disabled_at = CASE WHEN $2 THEN NULL ELSE now() END,
-            paused_until = NULL, updated_at = now()
+            paused_until = NULL, next_poll_at = now(), updated_at = now()
         WHERE store_id = $1
         """,
         store_id,
@@ -196,3 +196,40 @@ async def pause(conn: Executor, store_id: int, until: dt.datetime) -> None:
         store_id,
         until,
     )
+
+
+async def due_stores(conn: Executor, limit: int = 100) -> list[StoreRecord]:
+    """Enabled, unpaused stores whose next poll is due, most overdue first."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_STORE_COLUMNS} FROM ingest.stores
+        WHERE enabled AND next_poll_at <= now() AND (paused_until IS NULL OR paused_until <= now())
+        ORDER BY next_poll_at LIMIT $1
+        """,
+        limit,
+    )
+    return [_store(r) for r in rows]
+
+
+async def schedule_poll(conn: Executor, store_id: int, after_s: float) -> None:
+    await conn.execute(
+        "UPDATE ingest.stores SET next_poll_at = now() + make_interval(secs => $2) WHERE store_id = $1",
+        store_id,
+        after_s,
+    )
+
+
+async def announced(
+    conn: Executor, store_id: int, order_ids: list[int]
+) -> tuple[set[int], set[int]]:
+    """Of ``order_ids``: those whose payment, and those whose cancellation, was announced."""
+    rows = await conn.fetch(
+        "SELECT order_id, paid_announced_at IS NOT NULL AS paid,"
+        " cancelled_announced_at IS NOT NULL AS cancelled"
+        " FROM ingest.orders WHERE store_id = $1 AND order_id = ANY($2::bigint[])",
+        store_id,
+        order_ids,
+    )
+    return {r["order_id"] for r in rows if r["paid"]}, {
+        r["order_id"] for r in rows if r["cancelled"]
+    }

@@ -13,6 +13,7 @@ connection errors and timeouts (exponential backoff with jitter) without knowing
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -79,9 +80,10 @@ class RateLimitHeaders:
 class LeakyBucket:
     """One store's bucket as this client sees it.
 
-    ``reserve`` slots are never used: the server counts a request when it arrives, and arrivals
-    jitter against the moments we sent them, so a bucket filled to the brim here could be one
-    request over the brim there.
+    A few slots stay unused: the server counts a request when it arrives, and arrivals jitter
+    against the moments we released them (a busy event loop sends a burst late and squeezes it
+    against the next paced request), so a bucket filled to the brim here could overflow there.
+    The reserve covers ``jitter_s`` of drain, at least one slot: one of 40 at 2/s.
     """
 
     def __init__(
@@ -91,13 +93,13 @@ class LeakyBucket:
         leak_per_s: float,
         clock: Clock,
         sleep: Sleep,
-        reserve: int = 1,
+        jitter_s: float = 0.25,
     ) -> None:
         if size < 1 or leak_per_s <= 0:
             raise ValueError("a bucket needs size >= 1 and leak_per_s > 0")
         self._size = size
         self._rate = leak_per_s
-        self._reserve = max(0, min(reserve, size - 1))
+        self._jitter_s = jitter_s
         self._clock = clock
         self._sleep = sleep
         self._empty_at = clock()
@@ -116,7 +118,8 @@ class LeakyBucket:
     def delay(self) -> float:
         """Seconds to wait before one more request fits (0 when it fits now)."""
         now = self._clock()
-        backlog_allowed = (self._size - self._reserve - 1) / self._rate
+        reserve = min(self._size - 1, max(1, math.ceil(self._jitter_s * self._rate)))
+        backlog_allowed = (self._size - reserve - 1) / self._rate
         return max(0.0, self._paused_until - now, self._empty_at - now - backlog_allowed)
 
     async def acquire(self) -> None:
@@ -131,7 +134,6 @@ class LeakyBucket:
         """Adopt the server's view of the bucket where it is stricter than ours."""
         if headers.limit is not None and 0 < headers.limit < self._size:
             self._size = headers.limit
-            self._reserve = min(self._reserve, self._size - 1)
         level = 0.0
         if headers.remaining is not None:
             level = max(level, float(self._size - headers.remaining))

@@ -1,0 +1,143 @@
+"""Consuming ``ingest.webhooks``: what each accepted webhook asks of ingest.
+
+Per store in a batch: ``app/uninstalled`` disables the store; the LGPD events become
+``privacy.request`` events for the services that hold personal data; order events are turned
+into fetches (coalesced, see ``sync.OrderReader``) and imports. Unknown and disabled stores are
+logged and acknowledged; a store that is off is caught up by the poller when switched back on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+
+from services.ingest import domain
+from services.ingest.adapters import postgres as db
+from services.ingest.adapters.nuvemshop import ApiUnavailable, CredentialsRevoked, StoreSuspended
+from services.ingest.handlers import SCHEMA, disable_store, import_orders
+from services.ingest.sync import SUSPENDED_PAUSE, OrderReader
+from shared.consumer import BatchResult, Incoming, TransientError
+from shared.contracts import PrivacyRequest, WebhookReceived
+from shared.logging import get_logger
+from shared.messaging import Envelope, envelope
+from shared.outbox import Staged, stage
+
+log = get_logger(__name__)
+
+_PRIVACY_KINDS = {
+    "store/redact": "store_redact",
+    "customers/redact": "customers_redact",
+    "customers/data_request": "data_request",
+}
+
+
+def privacy_request(hook: WebhookReceived, message_id: str) -> Envelope:
+    payload: dict[str, Any] = hook.payload or {}
+    customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else None
+    orders = payload.get("orders_to_redact") or payload.get("orders_requested") or []
+    request = PrivacyRequest.model_validate(
+        {
+            "store_id": hook.store_id,
+            "kind": _PRIVACY_KINDS[hook.event],
+            "customer": customer,
+            "order_ids": [o for o in orders if isinstance(o, int)],
+        }
+    )
+    return envelope(request, message_id=f"privacy.request:{message_id}", correlation_id=None)
+
+
+class WebhookHandler:
+    def __init__(self, pool: asyncpg.Pool, reader: OrderReader) -> None:
+        self.pool = pool
+        self.reader = reader
+
+    async def __call__(self, batch: list[Incoming]) -> BatchResult:
+        by_store: dict[int, list[Incoming]] = defaultdict(list)
+        for incoming in batch:
+            assert isinstance(incoming.message, WebhookReceived)
+            by_store[incoming.message.store_id].append(incoming)
+        stores = await db.load_stores(self.pool, list(by_store))
+        staged: list[Staged] = []
+        for store_id, hooks in by_store.items():
+            store = stores.get(store_id)
+            if store is None:
+                log.warning(
+                    "webhooks for an unknown store acknowledged",
+                    store_id=store_id,
+                    count=len(hooks),
+                )
+                continue
+            staged += await self._privacy(hooks)
+            staged += await self._store_hooks(store, [h.message for h in hooks])  # type: ignore[misc]
+        return BatchResult([None] * len(batch), staged)
+
+    async def _privacy(self, hooks: list[Incoming]) -> list[Staged]:
+        envs = []
+        for incoming in hooks:
+            hook = incoming.message
+            assert isinstance(hook, WebhookReceived)
+            if hook.event in domain.LGPD_EVENTS:
+                log.info("LGPD request received", store_id=hook.store_id, lgpd_event=hook.event)
+                envs.append(privacy_request(hook, incoming.message_id))
+        if not envs:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await stage(conn, SCHEMA, envs)
+
+    async def _store_hooks(
+        self, store: db.StoreRecord, hooks: list[WebhookReceived]
+    ) -> list[Staged]:
+        if any(h.event == domain.APP_UNINSTALLED for h in hooks):
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await disable_store(conn, store.store_id, "app_uninstalled")
+        if not store.enabled:
+            log.info(
+                "webhooks for a disabled store acknowledged",
+                store_id=store.store_id,
+                count=len(hooks),
+            )
+            return []
+        order_ids = await self._to_fetch(store.store_id, hooks)
+        if not order_ids:
+            return []
+        try:
+            raw_orders = await self.reader.for_webhooks(store, order_ids)
+        except CredentialsRevoked:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await disable_store(conn, store.store_id, "credentials_revoked")
+        except StoreSuspended:
+            await db.pause(self.pool, store.store_id, dt.datetime.now(dt.UTC) + SUSPENDED_PAUSE)
+            log.warning(
+                "store suspended (402): paused, the poller catches up", store_id=store.store_id
+            )
+            return []
+        except ApiUnavailable as exc:
+            raise TransientError(f"Nuvemshop API unavailable for store {store.store_id}") from exc
+        async with self.pool.acquire() as conn, conn.transaction():
+            summary = await import_orders(conn, store, raw_orders)
+            await db.mark_synced(conn, store.store_id, None)
+        return summary.staged
+
+    async def _to_fetch(self, store_id: int, hooks: list[WebhookReceived]) -> list[int]:
+        """Order ids worth a request: a payment already announced needs no second look."""
+        events: dict[int, set[str]] = defaultdict(set)
+        for hook in hooks:
+            if hook.event in domain.ORDER_EVENTS and hook.id is not None:
+                events[hook.id].add(hook.event)
+        if not events:
+            return []
+        paid, cancelled = await db.announced(self.pool, store_id, list(events))
+        needed = []
+        for order_id, names in events.items():
+            if order_id in cancelled:
+                continue
+            if order_id in paid and names == {"order/paid"}:
+                continue
+            needed.append(order_id)
+        skipped = len(events) - len(needed)
+        if skipped:
+            log.info("webhooks for orders already announced", store_id=store_id, count=skipped)
+        return sorted(needed)
