@@ -1,0 +1,117 @@
+"""The floor: a bare aio-pika publish → consume → INSERT loop on the same broker and database.
+
+Same settings as the pipeline (a durable quorum queue, persistent messages, publisher confirms,
+synchronous commit), no business logic: what the hardware, RabbitMQ and PostgreSQL allow. Run
+unbatched (one INSERT and one ack per message) and batched (one transaction and one
+``ack(multiple=True)`` per batch), so every pipeline figure can be read as a fraction of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+
+PUBLISH_WINDOW = 500  # confirms awaited together
+
+
+async def _publish(channel: aio_pika.abc.AbstractChannel, queue: str, count: int) -> None:
+    exchange = channel.default_exchange
+    for start in range(0, count, PUBLISH_WINDOW):
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        f'{{"n": {n}}}'.encode(),
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=f"floor-{n}",
+                    ),
+                    routing_key=queue,
+                )
+                for n in range(start, min(count, start + PUBLISH_WINDOW))
+            )
+        )
+
+
+async def floor_rate(amqp_url: str, database_url: str, count: int, *, batch: int) -> float:  # noqa: PLR0915
+    """Messages per second through publish → consume → INSERT (``batch`` 1 means unbatched)."""
+    queue_name = f"bench.floor.{batch}"
+    table = f"bench_floor_{batch}"
+    connection = await aio_pika.connect_robust(amqp_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        await pool.execute(f"DROP TABLE IF EXISTS {table}")
+        await pool.execute(
+            f"CREATE TABLE {table} (message_id text PRIMARY KEY, body bytea NOT NULL)"
+        )
+        publish_channel = await connection.channel(publisher_confirms=True)
+        consume_channel = await connection.channel()
+        await consume_channel.set_qos(prefetch_count=max(batch * 2, 10))
+        queue = await consume_channel.declare_queue(
+            queue_name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await queue.purge()
+        done = asyncio.Event()
+        received = 0
+        buffer: list[AbstractIncomingMessage] = []
+        lock = asyncio.Lock()
+
+        async def flush() -> None:
+            nonlocal received
+            taken = buffer[:]
+            buffer.clear()
+            if not taken:
+                return
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    f"INSERT INTO {table} SELECT * FROM unnest($1::text[], $2::bytea[])",
+                    [m.message_id for m in taken],
+                    [m.body for m in taken],
+                )
+            await taken[-1].ack(multiple=True)
+            received += len(taken)
+            if received >= count:
+                done.set()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            nonlocal received
+            if batch == 1:
+                await pool.execute(
+                    f"INSERT INTO {table} VALUES ($1, $2)", message.message_id, message.body
+                )
+                await message.ack()
+                received += 1
+                if received >= count:
+                    done.set()
+                return
+            async with lock:
+                buffer.append(message)
+                if len(buffer) >= batch:
+                    await flush()
+
+        async def ticker() -> None:
+            # A partial batch is flushed after a short wait, as the real consumer does.
+            while not done.is_set():
+                await asyncio.sleep(0.02)
+                async with lock:
+                    await flush()
+
+        await queue.consume(on_message)
+        tick = asyncio.create_task(ticker()) if batch > 1 else None
+        started = time.perf_counter()
+        await _publish(publish_channel, queue_name, count)
+        await asyncio.wait_for(done.wait(), timeout=600)
+        elapsed = time.perf_counter() - started
+        if tick is not None:
+            tick.cancel()
+        await queue.delete(if_unused=False, if_empty=False)
+        await pool.execute(f"DROP TABLE IF EXISTS {table}")
+        return count / elapsed
+    finally:
+        await connection.close()
+        await pool.close()
