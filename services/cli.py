@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
 
     run = sub.add_parser("run", help="run one service, or all three in one process")
     run.add_argument("service", choices=[*SERVICES, "all"])
-    sub.add_parser("migrate", help="create the database if missing and apply the schema")
+    _json_flag(
+        sub.add_parser("migrate", help="create the database if missing and apply the schema")
+    )
 
     integ = sub.add_parser("integration", help="store connections").add_subparsers(
         dest="action", required=True, parser_class=Parser

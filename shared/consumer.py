@@ -7,7 +7,7 @@ the queue. The handler commits its transaction (domain rows and outbox rows toge
 per message, processed or dead-letter; only then are messages acknowledged, with one
 ``ack(multiple=True)``. If a batch fails as a whole the consumer replays it one message at a
 time, so one bad message is dead-lettered alone and its batch-mates go through. Transient
-failures (database or broker unreachable) hand the whole batch back to the broker and back off.
+failures (database or API unreachable) are retried in-process with a growing pause.
 On stop, the consumer is cancelled first, the batch in hand is finished, and anything buffered
 but not started is handed back (nack with requeue).
 """
@@ -80,7 +80,10 @@ class BatchResult:
 
 
 class TransientError(Exception):
-    """Raised by a handler for a failure that a later retry can fix (hand the batch back)."""
+    """Raised by a handler for a failure that a later retry can fix (the batch is retried)."""
+
+
+RETRY_LATER: tuple[type[BaseException], ...] = (TransientError, *TRANSIENT_ERRORS)
 
 
 class MalformedError(Exception):
@@ -157,7 +160,7 @@ class BatchConsumer:
             while not stopping.is_set():
                 batch = await self._next_batch(stopping)
                 if batch:
-                    await self._process(batch)
+                    await self._process(batch, stopping)
         finally:
             with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
                 await queue.cancel(tag)
@@ -198,7 +201,9 @@ class BatchConsumer:
                 await delivery.nack(requeue=True)
             self.metrics.messages.labels(self.queue, "requeued").inc()
 
-    async def _process(self, deliveries: list[AbstractIncomingMessage]) -> None:
+    async def _process(
+        self, deliveries: list[AbstractIncomingMessage], stopping: asyncio.Event
+    ) -> None:
         started = time.perf_counter()
         valid: list[Incoming] = []
         for delivery in deliveries:
@@ -208,10 +213,9 @@ class BatchConsumer:
                 await self._dead_letter(delivery, bad.reason, bad.detail, malformed=True)
                 # Acked at once, so handing the batch back later cannot dead-letter it twice.
                 await self._ack([delivery], multiple=False)
-        try:
-            result = await self._handle(valid) if valid else BatchResult([])
-        except TRANSIENT_ERRORS as exc:
-            await self._requeue(deliveries, exc)
+        result = await self._handle_until_done(valid, stopping) if valid else BatchResult([])
+        if result is None:
+            await self._requeue(deliveries)
             return
         for incoming, outcome in zip(valid, result.outcomes, strict=True):
             if outcome is None:
@@ -225,6 +229,31 @@ class BatchConsumer:
         self._backoff = 0.5
         self.metrics.batch_size.labels(self.queue).observe(len(deliveries))
         self.metrics.batch_seconds.labels(self.queue).observe(time.perf_counter() - started)
+
+    async def _handle_until_done(
+        self, batch: list[Incoming], stopping: asyncio.Event
+    ) -> BatchResult | None:
+        """Handle the batch, riding out transient failures in-process; None if stopped meanwhile.
+
+        The batch is kept (not handed back) while the database or the API is down: every hand-back
+        counts as a delivery, and the queue's delivery limit would dead-letter healthy messages
+        during a long outage.
+        """
+        while True:
+            try:
+                return await self._handle(batch)
+            except RETRY_LATER as exc:
+                log.warning(
+                    "batch failed on a transient error, retrying",
+                    queue=self.queue,
+                    error=f"{type(exc).__name__}: {exc}",
+                    pause_s=self._backoff,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self._backoff)
+            self._backoff = min(self._backoff * 2, 10.0)
+            if stopping.is_set():
+                return None
 
     async def _handle(self, batch: list[Incoming]) -> BatchResult:
         for attempt in range(3):
@@ -295,17 +324,10 @@ class BatchConsumer:
                 "ack failed, messages will be redelivered", queue=self.queue, error=str(exc)
             )
 
-    async def _requeue(self, deliveries: list[AbstractIncomingMessage], exc: BaseException) -> None:
-        log.warning(
-            "batch handed back, retrying after a pause",
-            queue=self.queue,
-            error=f"{type(exc).__name__}: {exc}",
-            pause_s=self._backoff,
-        )
+    async def _requeue(self, deliveries: list[AbstractIncomingMessage]) -> None:
+        """Hand a batch back to the broker (only when stopping with a batch that cannot finish)."""
         pending = [d for d in deliveries if not d.processed]
         if pending:
             with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
                 await pending[-1].nack(multiple=True, requeue=True)
-        self.metrics.messages.labels(self.queue, "requeued").inc(len(deliveries))
-        await asyncio.sleep(self._backoff)
-        self._backoff = min(self._backoff * 2, 10.0)
+        self.metrics.messages.labels(self.queue, "requeued").inc(len(pending))

@@ -101,6 +101,15 @@ async def retry_until_up(
 async def ensure_database(dsn: str) -> None:
     """Create the database named in ``dsn`` when it is missing (safe when raced)."""
     name = database_name(dsn)
+    try:
+        # The usual case: it exists. Only a missing one needs the maintenance database (which a
+        # managed PostgreSQL may not let us open).
+        existing = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await existing.close()
+        return
     if not _NAME.match(name):
         raise MigrationError(f"unsupported database name {name!r}")
     conn = await asyncpg.connect(_with_database(dsn, "postgres"))

@@ -117,11 +117,7 @@ class Running:
 
     @property
     def port(self) -> int:
-        for site in self.runner.sites:
-            server = getattr(site, "_server", None)
-            if server is not None and server.sockets:
-                return int(server.sockets[0].getsockname()[1])
-        raise RuntimeError("service has no listening socket")
+        return _bound_port(self.runner)
 
     async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop taking requests and messages, finish the batch in hand, close everything."""
@@ -144,6 +140,37 @@ class Running:
         log.info("service stopped", service=self.ctx.name)
 
 
+async def _serve_while_starting(name: str, host: str, port: int) -> web.AppRunner:
+    """Answer on the service's port while it waits for its database and broker.
+
+    Alive (``/healthz`` 200) but not ready (``/readyz`` 503), so an orchestrator waits instead of
+    restarting a process that is only waiting for a dependency.
+    """
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "service": name, "starting": True})
+
+    async def not_yet(_: web.Request) -> web.Response:
+        body = {"status": "not ready", "problems": ["starting: waiting for database and broker"]}
+        return web.json_response(body, status=503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_route("*", "/{tail:.*}", not_yet)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    raise RuntimeError("no listening socket")
+
+
 async def start_service(
     name: str,
     factory: ServiceFactory,
@@ -154,13 +181,21 @@ async def start_service(
     connect_deadline: float | None = None,
 ) -> Running:
     """Connect, build and start one service; returns once it consumes and serves HTTP."""
-    pool = await connect_database(settings.database_url, deadline=connect_deadline)
-    broker = Broker(settings.amqp_url, app_id=f"nuvem-ledger-{name}")
+    bind_host = host or settings.http_host
+    starting = await _serve_while_starting(
+        name, bind_host, settings.http_port(name) if port is None else port
+    )
+    bind_port = _bound_port(starting)
     try:
-        await broker.connect(deadline=connect_deadline)
-    except BaseException:
-        await pool.close()
-        raise
+        pool = await connect_database(settings.database_url, deadline=connect_deadline)
+        broker = Broker(settings.amqp_url, app_id=f"nuvem-ledger-{name}")
+        try:
+            await broker.connect(deadline=connect_deadline)
+        except BaseException:
+            await pool.close()
+            raise
+    finally:
+        await starting.cleanup()
     ctx = Context(
         name=name, settings=settings, pool=pool, broker=broker, metrics=ServiceMetrics(name)
     )
@@ -168,9 +203,7 @@ async def start_service(
     await service.start()
     runner = web.AppRunner(health_app(ctx, service), handle_signals=False, access_log=None)
     await runner.setup()
-    bind_port = settings.http_port(name) if port is None else port
-    site = web.TCPSite(runner, host or settings.http_host, bind_port, reuse_address=True)
-    await site.start()
+    await web.TCPSite(runner, bind_host, bind_port, reuse_address=True).start()
     running = Running(ctx, service, runner)
     for consumer in service.consumers():
         running.tasks.append(asyncio.create_task(consumer.run(ctx.stopping), name=consumer.queue))

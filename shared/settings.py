@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"
 
+    # The calendar of the sale date (and so of the default due date): a store's day, not UTC's.
+    sale_timezone: str = "America/Sao_Paulo"
+
     # Tuning of our own (not in the contract): batch size and wait of the consumers.
     batch_size: int = Field(default=200, ge=1, le=5000)
     batch_wait_ms: int = Field(default=20, ge=0)

@@ -22,6 +22,8 @@ class QueueSpec:
     name: str
     bindings: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (exchange, key)
     dead_letter: bool = True
+    # One consumer at a time, in queue order, however many replicas run (the others stand by).
+    single_active: bool = False
 
     @property
     def dead_name(self) -> str:
@@ -29,6 +31,8 @@ class QueueSpec:
 
     def arguments(self) -> dict[str, Any]:
         args: dict[str, Any] = {"x-queue-type": "quorum"}
+        if self.single_active:
+            args["x-single-active-consumer"] = True
         if self.dead_letter:
             args |= {
                 "x-dead-letter-exchange": "",
@@ -47,9 +51,12 @@ MAPPER_ORDERS = QueueSpec(
         ("ingest.events", "privacy.request"),
     ),
 )
-MAPPER_PARKED = QueueSpec("mapper.orders.parked", dead_letter=False)
+# Parked orders wait for an operator; like every queue of ours it has its ``.dead`` queue.
+MAPPER_PARKED = QueueSpec("mapper.orders.parked")
 # One queue for everything that changes a sale's state keeps cause before effect: the ERP can
-# only confirm a sale it saw announced, so the announcement is always queued first.
+# only confirm a sale it saw announced, so the announcement is always queued first. A single
+# active consumer keeps that order with several ledger replicas (two consumers could otherwise
+# hold a sale's announcement and its confirmation at the same time, in either order).
 LEDGER_SALES = QueueSpec(
     "ledger.sales",
     (
@@ -59,6 +66,7 @@ LEDGER_SALES = QueueSpec(
         ("ingest.events", "order.cancelled"),
         ("ingest.events", "privacy.request"),
     ),
+    single_active=True,
 )
 
 QUEUES: tuple[QueueSpec, ...] = (INGEST_WEBHOOKS, MAPPER_ORDERS, MAPPER_PARKED, LEDGER_SALES)

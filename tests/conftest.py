@@ -19,6 +19,7 @@ def infrastructure() -> Iterator[infra.Infrastructure]:
     located = infra.locate()
     asyncio.run(infra.prepare_template(located))
     yield located
+    asyncio.run(infra.drop_template(located))
     located.stop()
 
 

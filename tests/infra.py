@@ -33,7 +33,11 @@ from shared.db import migrate
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/nuvem_ledger_test"
-TEMPLATE_DB = "nuvem_ledger_test_template"
+# Names carry the pid of the pytest session that made them, so concurrent sessions (several
+# developers' runs on one machine) never drop each other's databases, and leftovers of a killed
+# session are recognised and removed by the next one.
+SESSION = os.getpid()
+TEMPLATE_DB = f"nl_tpl_{SESSION}"
 
 
 class InfrastructureError(RuntimeError):
@@ -171,18 +175,43 @@ def delete_vhost(infra: Infrastructure, vhost: str) -> None:
 # --- databases -----------------------------------------------------------------------------------
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 async def prepare_template(infra: Infrastructure) -> None:
-    """Build the migrated template database once per test session."""
+    """Build the migrated template database once per test session; drop dead sessions' leftovers."""
     admin = await asyncpg.connect(with_database(infra.database_url, "postgres"))
     try:
+        names = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'nl\\_tpl\\_%' OR datname LIKE 'nl\\_test\\_%'"
+        )
+        for row in names:
+            parts = row["datname"].split("_")
+            if len(parts) >= 3 and parts[2].isdigit() and not _pid_alive(int(parts[2])):
+                await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
     finally:
         await admin.close()
     await migrate(with_database(infra.database_url, TEMPLATE_DB))
 
 
+async def drop_template(infra: Infrastructure) -> None:
+    admin = await asyncpg.connect(with_database(infra.database_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def create_database(infra: Infrastructure) -> str:
-    name = f"nl_test_{uuid.uuid4().hex[:12]}"
+    name = f"nl_test_{SESSION}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(with_database(infra.database_url, "postgres"))
     try:
         for attempt in range(20):

@@ -141,8 +141,9 @@ async def disable_store(conn: Conn, store_id: int, reason: str) -> list[Staged]:
         return []
     event = IntegrationDisabled.model_validate({"store_id": store_id, "reason": reason})
     stamp = int(_now().timestamp() * 1000)
+    # A store-level event has no order: its correlation id is the store alone.
     env = envelope(
-        event, message_id=f"integration.disabled:{store_id}:{stamp}", correlation_id=None
+        event, message_id=f"integration.disabled:{store_id}:{stamp}", correlation_id=str(store_id)
     )
     log.warning("integration disabled", store_id=store_id, reason=reason)
     return await stage(conn, SCHEMA, [env])

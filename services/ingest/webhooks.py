@@ -46,7 +46,9 @@ def privacy_request(hook: WebhookReceived, message_id: str) -> Envelope:
             "order_ids": [o for o in orders if isinstance(o, int)],
         }
     )
-    return envelope(request, message_id=f"privacy.request:{message_id}", correlation_id=None)
+    return envelope(
+        request, message_id=f"privacy.request:{message_id}", correlation_id=str(hook.store_id)
+    )
 
 
 class WebhookHandler:

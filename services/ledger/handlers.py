@@ -43,7 +43,13 @@ ERP_KEYS = frozenset({SaleConfirm.routing_key, SaleDiscard.routing_key})
 
 
 def refusal(
-    sale: db.SaleRow | None, sale_id: str | None, code: str, detail: str, source_message_id: str
+    sale: db.SaleRow | None,
+    sale_id: str | None,
+    code: str,
+    detail: str,
+    source_message_id: str,
+    *,
+    source_correlation: str | None = None,
 ) -> Envelope:
     message = SaleConfirmationRefused(
         sale_id=sale_id,
@@ -53,7 +59,8 @@ def refusal(
         order_id=sale.order_id if sale else None,
     )
     log.warning("confirmation refused", sale_id=sale_id, reason=code, detail=detail)
-    key = correlation(sale.store_id, sale.order_id) if sale else None
+    # An unknown sale has no order to name: the ERP's own correlation id is echoed instead.
+    key = correlation(sale.store_id, sale.order_id) if sale else source_correlation
     return envelope(
         message, message_id=f"sale.confirmation_refused:{source_message_id}", correlation_id=key
     )
@@ -91,7 +98,9 @@ class SaleHandler:
         if isinstance(message, SalePendingReview):
             return await self.keep_sale(conn, message)
         if isinstance(message, SaleConfirm):
-            return await self.confirm(conn, message, incoming.message_id)
+            return await self.confirm(
+                conn, message, incoming.message_id, incoming.delivery.correlation_id
+            )
         if isinstance(message, SaleDiscard):
             sale = await db.lock_sale(conn, message.sale_id)
             if sale is None:
@@ -102,6 +111,7 @@ class SaleHandler:
                         "unknown_sale",
                         "no sale with this id",
                         incoming.message_id,
+                        source_correlation=incoming.delivery.correlation_id,
                     )
                 ]
             return await self.cancel(conn, sale, f"discarded by {message.discarded_by}")
@@ -129,11 +139,25 @@ class SaleHandler:
         assert row is not None
         return await self.cancel(conn, row, f"order {reason}")
 
-    async def confirm(self, conn: Conn, request: SaleConfirm, message_id: str) -> list[Envelope]:
+    async def confirm(
+        self,
+        conn: Conn,
+        request: SaleConfirm,
+        message_id: str,
+        source_correlation: str | None = None,
+    ) -> list[Envelope]:
         sale = await db.lock_sale(conn, request.sale_id)
         if sale is None:
+            detail = "no sale with this id"
             return [
-                refusal(None, request.sale_id, "unknown_sale", "no sale with this id", message_id)
+                refusal(
+                    None,
+                    request.sale_id,
+                    "unknown_sale",
+                    detail,
+                    message_id,
+                    source_correlation=source_correlation,
+                )
             ]
         structlog.contextvars.bind_contextvars(store_id=sale.store_id, order_id=sale.order_id)
         if sale.status == domain.CONFIRMED:

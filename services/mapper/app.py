@@ -23,7 +23,7 @@ class MapperService(Service):
                 schema=SCHEMA,
                 queue=MAPPER_ORDERS.name,
                 models={m.routing_key: m for m in MODELS},
-                handler=OrderHandler(ctx.pool),
+                handler=OrderHandler(ctx.pool, ctx.settings.sale_timezone),
                 metrics=ctx.metrics,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,

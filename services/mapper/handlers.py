@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
@@ -40,8 +41,9 @@ def _new_product_ref(draft: domain.ProductDraft) -> domain.ProductRef:
 class OrderHandler:
     """Consumes ``mapper.orders`` (``order.paid`` and ``order.invalid``)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, sale_timezone: str = "America/Sao_Paulo") -> None:
         self.pool = pool
+        self.zone = ZoneInfo(sale_timezone)
 
     async def __call__(self, batch: list[Incoming]) -> BatchResult:
         envs: list[Envelope] = []
@@ -107,7 +109,7 @@ class OrderHandler:
                 return await self._reject(conn, incoming, rejected)
         customer = await db.resolve_customer(conn, order.store_id, customer_draft)
         products = await db.resolve_products(conn, order.store_id, drafts)
-        sale_date = (order.paid_at or order.created_at).astimezone(dt.UTC).date()
+        sale_date = (order.paid_at or order.created_at).astimezone(self.zone).date()
         sale = domain.build_sale(order, customer, products, order.activated_by, sale_date)
         sale_id = str(uuid.uuid4())
         await db.insert_sale(conn, sale_id, sale)

@@ -93,7 +93,7 @@ class LeakyBucket:
         leak_per_s: float,
         clock: Clock,
         sleep: Sleep,
-        jitter_s: float = 0.25,
+        jitter_s: float = 0.5,
     ) -> None:
         if size < 1 or leak_per_s <= 0:
             raise ValueError("a bucket needs size >= 1 and leak_per_s > 0")

@@ -1,0 +1,109 @@
+"""``shared.db.migrate`` against the real PostgreSQL: creates the database, applies each file once
+even when raced, applies nothing the second time, and refuses a file changed after it ran."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from shared.db import SCHEMAS, MigrationError, migrate, migrations_for
+from tests import infra
+
+TOTAL = sum(len(migrations_for(schema)) for schema in SCHEMAS)
+
+
+@pytest.fixture
+async def fresh_url(infrastructure: infra.Infrastructure) -> AsyncIterator[str]:
+    """The URL of a database that does not exist yet; dropped after the test."""
+    url = infra.with_database(infrastructure.database_url, f"nl_mig_{uuid.uuid4().hex[:12]}")
+    yield url
+    await infra.drop_database(infrastructure, url)
+
+
+async def _exists(infrastructure: infra.Infrastructure, url: str) -> bool:
+    admin = await asyncpg.connect(infra.with_database(infrastructure.database_url, "postgres"))
+    try:
+        name = url.rsplit("/", 1)[1]
+        return bool(await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await admin.close()
+
+
+async def _applied(url: str) -> dict[str, list[str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {
+            schema: [
+                r["version"]
+                for r in await conn.fetch(
+                    f"SELECT version FROM {schema}.schema_migrations ORDER BY version"
+                )
+            ]
+            for schema in SCHEMAS
+        }
+    finally:
+        await conn.close()
+
+
+def test_every_schema_has_migrations() -> None:
+    assert len(SCHEMAS) <= TOTAL
+    for schema in SCHEMAS:
+        assert migrations_for(schema), schema
+
+
+async def test_migrate_creates_a_missing_database(
+    fresh_url: str, infrastructure: infra.Infrastructure
+) -> None:
+    assert not await _exists(infrastructure, fresh_url)
+    assert await migrate(fresh_url) == TOTAL
+    assert await _exists(infrastructure, fresh_url)
+    assert await _applied(fresh_url) == {
+        schema: [m.version for m in migrations_for(schema)] for schema in SCHEMAS
+    }
+
+
+async def test_concurrent_migrations_apply_each_file_once(fresh_url: str) -> None:
+    results = await asyncio.wait_for(
+        asyncio.gather(*(migrate(fresh_url) for _ in range(5)), return_exceptions=True),
+        timeout=25,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == [], errors
+    assert sum(r for r in results if isinstance(r, int)) == TOTAL
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        for schema in SCHEMAS:
+            rows = await conn.fetch(
+                f"SELECT version, count(*) AS n FROM {schema}.schema_migrations GROUP BY version"
+            )
+            assert {r["version"]: r["n"] for r in rows} == {
+                m.version: 1 for m in migrations_for(schema)
+            }, schema
+    finally:
+        await conn.close()
+    # Repeating is a no-op.
+    assert await migrate(fresh_url) == 0
+    assert await asyncio.gather(*(migrate(fresh_url) for _ in range(3))) == [0, 0, 0]
+
+
+async def test_a_changed_migration_is_refused(fresh_url: str) -> None:
+    await migrate(fresh_url)
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        first = migrations_for("ledger")[0]
+        await conn.execute(
+            "UPDATE ledger.schema_migrations SET checksum = $1 WHERE version = $2",
+            "0" * 64,
+            first.version,
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(MigrationError, match=first.version):
+        await asyncio.wait_for(migrate(fresh_url), timeout=10)
+    # The refusal released the advisory lock: the next run answers (refusing again), not hangs.
+    with pytest.raises(MigrationError):
+        await asyncio.wait_for(migrate(fresh_url), timeout=10)
