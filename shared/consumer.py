@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ class MalformedError(Exception):
 
 
 Handler = Callable[[list[Incoming]], Awaitable[BatchResult]]
-MalformedHook = Callable[[AbstractIncomingMessage, str, str], Awaitable[list[Envelope]]]
+DeadLetterHook = Callable[[AbstractIncomingMessage, str, str], Awaitable[list[Envelope]]]
 
 
 def decode(delivery: AbstractIncomingMessage, models: dict[str, type[Message]]) -> Incoming:
@@ -111,13 +112,17 @@ def decode(delivery: AbstractIncomingMessage, models: dict[str, type[Message]]) 
         raise MalformedError("invalid_message", "body is not a JSON object")
     try:
         message = model.model_validate(data)
-    except pydantic.ValidationError as exc:
+    except (TypeError, ValueError) as exc:
+        if not isinstance(exc, pydantic.ValidationError):
+            raise MalformedError("invalid_message", f"{model.__name__}: {exc}") from exc
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
             for err in exc.errors()
         )
         raise MalformedError("invalid_message", f"{model.__name__}: {problems}") from exc
-    message_id = delivery.message_id or f"{key}:{delivery.delivery_tag}"
+    # Without a message_id (the management UI publishes none) the content names the fact: a
+    # delivery tag would repeat after a restart and make the inbox skip a new message.
+    message_id = delivery.message_id or f"{key}:{hashlib.sha256(delivery.body).hexdigest()[:32]}"
     return Incoming(message, message_id, key, delivery)
 
 
@@ -134,7 +139,7 @@ class BatchConsumer:
         metrics: ServiceMetrics,
         batch_size: int = 200,
         batch_wait_ms: int = 20,
-        on_malformed: MalformedHook | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         self.broker = broker
         self.pool = pool
@@ -145,7 +150,7 @@ class BatchConsumer:
         self.metrics = metrics
         self.batch_size = batch_size
         self.batch_wait = batch_wait_ms / 1000
-        self.on_malformed = on_malformed
+        self.on_dead_letter = on_dead_letter
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._backoff = 0.5
 
@@ -210,7 +215,7 @@ class BatchConsumer:
             try:
                 valid.append(decode(delivery, self.models))
             except MalformedError as bad:
-                await self._dead_letter(delivery, bad.reason, bad.detail, malformed=True)
+                await self._dead_letter(delivery, bad.reason, bad.detail)
                 # Acked at once, so handing the batch back later cannot dead-letter it twice.
                 await self._ack([delivery], multiple=False)
         result = await self._handle_until_done(valid, stopping) if valid else BatchResult([])
@@ -288,12 +293,7 @@ class BatchConsumer:
         return BatchResult(outcomes, staged)
 
     async def _dead_letter(
-        self,
-        delivery: AbstractIncomingMessage,
-        reason: str,
-        detail: str,
-        *,
-        malformed: bool = False,
+        self, delivery: AbstractIncomingMessage, reason: str, detail: str
     ) -> None:
         await self.broker.dead_letter(self.queue, delivery, reason, detail)
         self.metrics.messages.labels(self.queue, "dead_lettered").inc()
@@ -305,8 +305,9 @@ class BatchConsumer:
             reason=reason,
             detail=detail,
         )
-        if malformed and self.on_malformed is not None:
-            extra = await self.on_malformed(delivery, reason, detail)
+        if self.on_dead_letter is not None:
+            # A message that cannot be processed may still owe its sender an answer (the ERP's).
+            extra = await self.on_dead_letter(delivery, reason, detail)
             await self.broker.publish_many(extra)
 
     async def _ack(

@@ -27,8 +27,9 @@ CENT = Decimal("0.01")
 
 def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
+        # ValueError, not TypeError: pydantic turns only ValueError into a validation error.
         msg = "money must be a decimal string, not a boolean"
-        raise TypeError(msg)
+        raise ValueError(msg)  # noqa: TRY004 - see above
     if isinstance(value, float):
         # Floats are accepted only through their shortest repr, never their binary value.
         value = repr(value)

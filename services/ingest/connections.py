@@ -50,7 +50,9 @@ async def store_connection(
     activated_at: dt.datetime | None = None,
 ) -> tuple[db.StoreRecord, bool, bool]:
     """Store the connection, enabled; returns (store, created, re-enabled)."""
-    when = activated_at or dt.datetime.now(dt.UTC)
+    # Whole seconds: the API's timestamps have no fraction, and an order created in the second of
+    # activation must not read as created before it (it would never be imported).
+    when = (activated_at or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     async with pool.acquire() as conn, conn.transaction():
         store, created, was_disabled = await db.connect_store(
             conn,

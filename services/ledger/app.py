@@ -40,6 +40,6 @@ class LedgerService(Service):
                 metrics=ctx.metrics,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
-                on_malformed=refuse_malformed,
+                on_dead_letter=refuse_malformed,
             )
         ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import orjson
 from aio_pika.exceptions import AMQPError
 from aiohttp import web
 
@@ -60,6 +61,8 @@ class WebhookReceiver:
             event=hook.event,
             id=hook.id,
             received_at=dt.datetime.now(dt.UTC),
+            # LGPD requests name customers and orders in their body: keep it for them alone.
+            payload=orjson.loads(body) if hook.event in domain.LGPD_EVENTS else None,
         )
         env = envelope(
             event,
