@@ -133,3 +133,22 @@ async def replay(
     if message_id is not None and not replayed:
         raise CommandError(f"no message with id {message_id!r} in {name}")
     return replayed
+
+
+async def drop_parked(url: str, correlation_ids: set[str], limit: int = MAX_MESSAGES) -> int:
+    """Remove the parked copies of the given orders (``<store>:<order>``); the rest stay parked."""
+    if not correlation_ids:
+        return 0
+    connection, queue = await _open(url, MAPPER_PARKED.name)
+    dropped = 0
+    try:
+        for message in await _drain(queue, limit):
+            if message.correlation_id in correlation_ids:
+                await message.ack()
+                dropped += 1
+            else:
+                await message.nack(requeue=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close()
+    return dropped

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from services.cliutil import CommandError, iso
+from services.deadletters import drop_parked
 from services.ingest.adapters import postgres as ingest_db
 from services.ingest.handlers import SCHEMA as INGEST_SCHEMA
 from services.ingest.handlers import disable_store
@@ -240,6 +241,8 @@ async def retry_orders(
         for r in rejections
     ]
     await broker.publish_many(envs)
+    # The retried orders leave the parking queue; one still short of its cause is parked again.
+    await drop_parked(broker.url, {f"{r.store_id}:{r.order_id}" for r in rejections})
     return [rejection_dict(r) for r in rejections]
 
 

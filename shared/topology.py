@@ -24,6 +24,8 @@ class QueueSpec:
     dead_letter: bool = True
     # One consumer at a time, in queue order, however many replicas run (the others stand by).
     single_active: bool = False
+    # None for queues operators browse (listing hands messages back, which counts as a delivery).
+    delivery_limit: int | None = DELIVERY_LIMIT
 
     @property
     def dead_name(self) -> str:
@@ -37,8 +39,9 @@ class QueueSpec:
             args |= {
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": self.dead_name,
-                "x-delivery-limit": DELIVERY_LIMIT,
             }
+            if self.delivery_limit is not None:
+                args["x-delivery-limit"] = self.delivery_limit
         return args
 
 
@@ -52,7 +55,7 @@ MAPPER_ORDERS = QueueSpec(
     ),
 )
 # Parked orders wait for an operator; like every queue of ours it has its ``.dead`` queue.
-MAPPER_PARKED = QueueSpec("mapper.orders.parked")
+MAPPER_PARKED = QueueSpec("mapper.orders.parked", delivery_limit=None)
 # One queue for everything that changes a sale's state keeps cause before effect: the ERP can
 # only confirm a sale it saw announced, so the announcement is always queued first. A single
 # active consumer keeps that order with several ledger replicas (two consumers could otherwise

@@ -142,9 +142,30 @@ async def wait_http(url: str, process: Process, timeout_s: float = 60.0) -> None
 
 def _spawn(name: str, args: list[str], env: dict[str, str], port: int, log_dir: Path) -> Process:
     log = (log_dir / f"{name}.log").open("wb")
-    popen = subprocess.Popen(  # noqa: S603 - our own console command
-        [sys.executable, "-m", "services.cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    command = [sys.executable, "-m", "services.cli", *args]
+    popen = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if os.environ.get("BENCH_PROFILE") and spy and name != "simulator":
+        # BENCH_PROFILE=1: py-spy samples each service until it exits and writes collapsed
+        # stacks beside the logs (one line per stack, with its sample count).
+        out = str(log_dir / f"{name}.profile.txt")
+        subprocess.Popen(  # noqa: S603
+            [
+                spy,
+                "record",
+                "--pid",
+                str(popen.pid),
+                "-f",
+                "raw",
+                "-o",
+                out,
+                "-r",
+                "100",
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return Process(name, popen, port)
 
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import structlog
 
-from services.mapper import domain
+from services.mapper import bulk, domain
 from services.mapper.adapters import postgres as db
 from services.mapper.privacy import handle_privacy
 from shared.consumer import BatchResult, Incoming
@@ -49,11 +49,17 @@ class OrderHandler:
         envs: list[Envelope] = []
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await claim(conn, SCHEMA, [i.message_id for i in batch])
+            todo: list[Incoming] = []
             for incoming in batch:
                 if incoming.message_id not in fresh:
                     log.info("redelivered message skipped", message_id=incoming.message_id)
                     continue
                 fresh.discard(incoming.message_id)  # a duplicate inside the batch runs once
+                todo.append(incoming)
+            fast, slow = await self._split(conn, todo)
+            if fast:
+                envs += await self._import_fast(conn, fast)
+            for incoming in slow:
                 structlog.contextvars.bind_contextvars(message_id=incoming.message_id)
                 try:
                     async with conn.transaction():
@@ -65,10 +71,65 @@ class OrderHandler:
             staged = await stage(conn, SCHEMA, envs)
         return BatchResult([None] * len(batch), staged)
 
+    async def _split(
+        self, conn: Conn, todo: list[Incoming]
+    ) -> tuple[list[bulk.Candidate], list[Incoming]]:
+        """Ordinary paid orders (the set-based path) apart from everything else (one by one)."""
+        paid = [i for i in todo if isinstance(i.message, OrderPaid)]
+        if len(paid) < 2:
+            return [], todo
+        orders = [i.message for i in paid if isinstance(i.message, OrderPaid)]
+        existing = await bulk.existing_sales(conn, orders)
+        checked = await bulk.stock_checked_stores(conn, {o.store_id for o in orders})
+        fast: list[bulk.Candidate] = []
+        slow: list[Incoming] = [i for i in todo if not isinstance(i.message, OrderPaid)]
+        seen: set[tuple[int, int]] = set()
+        for incoming in paid:
+            order = incoming.message
+            assert isinstance(order, OrderPaid)
+            key = (order.store_id, order.order_id)
+            ordinary = key not in existing and key not in seen and order.store_id not in checked
+            seen.add(key)
+            customer = None
+            if ordinary and not domain.validate_order(order):
+                try:
+                    customer = domain.customer_from_order(order)
+                except domain.InvalidOrderError:
+                    customer = None
+            if customer is None:
+                slow.append(incoming)
+            else:
+                fast.append(bulk.Candidate(order, customer, incoming.message_id))
+        return fast, slow
+
+    async def _import_fast(self, conn: Conn, candidates: list[bulk.Candidate]) -> list[Envelope]:
+        envs: list[Envelope] = []
+        for sale_id, sale in await bulk.import_many(conn, candidates, self.zone):
+            key = correlation(sale.store_id, sale.order_id)
+            log.info(
+                "pending sale created",
+                store_id=sale.store_id,
+                order_id=sale.order_id,
+                sale_id=sale_id,
+                total=str(sale.total),
+                warnings=len(sale.warnings),
+            )
+            announced = domain.pending_review(sale, sale_id)
+            envs.append(
+                envelope(announced, message_id=f"sale.pending_review:{sale_id}", correlation_id=key)
+            )
+        return envs
+
     async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
         if isinstance(message, PrivacyRequest):
             await handle_privacy(conn, message)
+            return []
+        if isinstance(message, OrderInvalid) and await db.sale_exists(
+            conn, message.store_id, message.order_id
+        ):
+            # Arrived after the order was imported (reordered or re-sent): nothing to reject.
+            log.info("order.invalid for an imported order ignored", order_id=message.order_id)
             return []
         if isinstance(message, OrderInvalid):
             structlog.contextvars.bind_contextvars(
