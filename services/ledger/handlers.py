@@ -9,13 +9,15 @@ confirmation of an already confirmed sale with the same terms re-announces what 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from itertools import groupby
 
 import asyncpg
 import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from services.ledger import domain
+from services.ledger import bulk, domain
 from services.ledger.adapters import postgres as db
 from services.ledger.privacy import handle_privacy
 from shared.consumer import BatchResult, Incoming
@@ -76,19 +78,102 @@ class SaleHandler:
         envs: list[Envelope] = []
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = await claim(conn, SCHEMA, [i.message_id for i in batch])
+            todo: list[Incoming] = []
             for incoming in batch:
                 if incoming.message_id not in fresh:
                     log.info("redelivered message skipped", message_id=incoming.message_id)
                     continue
                 fresh.discard(incoming.message_id)
-                structlog.contextvars.bind_contextvars(message_id=incoming.message_id)
-                try:
-                    async with conn.transaction():
-                        envs += await self._one(conn, incoming)
-                finally:
-                    structlog.contextvars.clear_contextvars()
+                todo.append(incoming)
+            for kind, run in groupby(todo, key=lambda i: type(i.message)):
+                envs += await self._run(conn, kind, list(run))
             staged = await stage(conn, SCHEMA, envs)
         return BatchResult([None] * len(batch), staged)
+
+    async def _run(self, conn: Conn, kind: type, run: list[Incoming]) -> list[Envelope]:
+        """A stretch of one kind of message: set-based when it pays, else one by one."""
+        if len(run) > 1 and kind is SalePendingReview:
+            return await self._keep_many(conn, run)
+        if len(run) > 1 and kind is SaleConfirm:
+            return await self._confirm_many(conn, run)
+        return await self._one_by_one(conn, run)
+
+    async def _one_by_one(self, conn: Conn, run: list[Incoming]) -> list[Envelope]:
+        envs: list[Envelope] = []
+        for incoming in run:
+            structlog.contextvars.bind_contextvars(message_id=incoming.message_id)
+            try:
+                async with conn.transaction():
+                    envs += await self._one(conn, incoming)
+            finally:
+                structlog.contextvars.clear_contextvars()
+        return envs
+
+    async def _keep_many(self, conn: Conn, run: list[Incoming]) -> list[Envelope]:
+        sales = [i.message for i in run if isinstance(i.message, SalePendingReview)]
+        inserted, early = await bulk.keep_sales(conn, sales)
+        for sale in sales:
+            if sale.sale_id in inserted:
+                log.info(
+                    "sale pending review kept",
+                    sale_id=sale.sale_id,
+                    store_id=sale.store_id,
+                    order_id=sale.order_id,
+                )
+        envs: list[Envelope] = []
+        for sale_id in early:
+            row = await db.lock_sale(conn, sale_id)
+            assert row is not None
+            reason = await db.take_early_cancellation(conn, row.store_id, row.order_id)
+            envs += await self.cancel(conn, row, f"order {reason}")
+        return envs
+
+    async def _confirm_many(self, conn: Conn, run: list[Incoming]) -> list[Envelope]:
+        requests = [(i, i.message) for i in run if isinstance(i.message, SaleConfirm)]
+        repeats = Counter(r.sale_id for _, r in requests)
+        locked = await bulk.lock_sales(conn, sorted(repeats))
+        checked = await bulk.stock_checked(conn, {s.store_id for s in locked.values()})
+        ordinary: list[tuple[Incoming, SaleConfirm, db.SaleRow]] = []
+        others: list[Incoming] = []
+        for incoming, request in requests:
+            sale = locked.get(request.sale_id)
+            if (
+                sale is None
+                or repeats[request.sale_id] > 1
+                or sale.status != domain.PENDING_REVIEW
+                or sale.store_id in checked
+            ):
+                others.append(incoming)
+            else:
+                ordinary.append((incoming, request, sale))
+        lines = await bulk.lines_of(conn, [sale.sale_id for _, _, sale in ordinary])
+        envs: list[Envelope] = []
+        postings: list[bulk.Posting] = []
+        for incoming, request, sale in ordinary:
+            try:
+                plan = domain.plan_installments(sale.total, sale.sale_date, request.payment)
+                moves = domain.plan_stock_out(lines.get(sale.sale_id, []))
+            except domain.Refusal as refused:
+                envs.append(
+                    refusal(sale, sale.sale_id, refused.code, refused.detail, incoming.message_id)
+                )
+                continue
+            postings.append(bulk.Posting(sale, request, incoming.message_id, plan, moves))
+        if postings:
+            posted = await bulk.post(conn, postings)
+            for p in postings:
+                receivables, movements = posted[p.sale.sale_id]
+                seller = p.request.seller_id or p.sale.seller_id
+                log.info(
+                    "sale confirmed",
+                    sale_id=p.sale.sale_id,
+                    store_id=p.sale.store_id,
+                    order_id=p.sale.order_id,
+                    receivables=len(receivables),
+                    movements=len(movements),
+                )
+                envs.append(self._confirmed(p.sale, seller, receivables, movements))
+        return envs + await self._one_by_one(conn, others)
 
     async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
