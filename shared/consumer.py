@@ -32,7 +32,7 @@ from shared.contracts import Message
 from shared.logging import get_logger
 from shared.messaging import Broker, Envelope
 from shared.metrics import ServiceMetrics
-from shared.outbox import Staged, publish_staged
+from shared.outbox import OutboxPublisher, Staged
 
 log = get_logger(__name__)
 
@@ -137,6 +137,7 @@ class BatchConsumer:
         models: dict[str, type[Message]],
         handler: Handler,
         metrics: ServiceMetrics,
+        publisher: OutboxPublisher,
         batch_size: int = 200,
         batch_wait_ms: int = 20,
         on_dead_letter: DeadLetterHook | None = None,
@@ -148,6 +149,7 @@ class BatchConsumer:
         self.models = models
         self.handler = handler
         self.metrics = metrics
+        self.publisher = publisher
         self.batch_size = batch_size
         self.batch_wait = batch_wait_ms / 1000
         self.on_dead_letter = on_dead_letter
@@ -227,7 +229,8 @@ class BatchConsumer:
                 self.metrics.messages.labels(self.queue, "processed").inc()
             else:
                 await self._dead_letter(incoming.delivery, outcome.reason, outcome.detail)
-        await publish_staged(self.pool, self.schema, self.broker, result.staged)
+        # Committed rows are durable: acknowledging need not wait for the broker's confirms.
+        await self.publisher.submit(result.staged)
         for staged in result.staged:
             self.metrics.published.labels(staged.envelope.routing_key).inc()
         await self._ack(deliveries)

@@ -25,7 +25,7 @@ from shared.db import connect_database
 from shared.logging import get_logger
 from shared.messaging import Broker
 from shared.metrics import ServiceMetrics
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxPublisher, OutboxRelay
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -43,6 +43,7 @@ class Context:
     pool: asyncpg.Pool
     broker: Broker
     metrics: ServiceMetrics
+    publisher: OutboxPublisher
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -114,6 +115,7 @@ class Running:
         self.service = service
         self.runner = runner
         self.tasks: list[asyncio.Task[None]] = []
+        self.publishing: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -129,6 +131,13 @@ class Running:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self.publishing is not None:
+            # Consumers have stopped: what they committed goes out before the connections close.
+            self.ctx.publisher.draining.set()
+            try:
+                await asyncio.wait_for(self.publishing, timeout=grace_s)
+            except TimeoutError:
+                log.warning("outbox not drained in time; the relay sends the rest at next start")
         for task in self.tasks:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 log.error(
@@ -196,8 +205,14 @@ async def start_service(
             raise
     finally:
         await starting.cleanup()
+    schema = getattr(factory, "schema", "") or name
     ctx = Context(
-        name=name, settings=settings, pool=pool, broker=broker, metrics=ServiceMetrics(name)
+        name=name,
+        settings=settings,
+        pool=pool,
+        broker=broker,
+        metrics=ServiceMetrics(name),
+        publisher=OutboxPublisher(pool, schema, broker),
     )
     service = factory(ctx)
     await service.start()
@@ -209,6 +224,7 @@ async def start_service(
         running.tasks.append(asyncio.create_task(consumer.run(ctx.stopping), name=consumer.queue))
     for loop in service.loops():
         running.tasks.append(asyncio.create_task(loop(ctx.stopping)))
+    running.publishing = asyncio.create_task(ctx.publisher.run(ctx.stopping))
     log.info("service started", service=name, port=running.port)
     return running
 

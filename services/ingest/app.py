@@ -62,6 +62,7 @@ class IngestService(Service):
                 models={WebhookReceived.routing_key: WebhookReceived},
                 handler=WebhookHandler(ctx.pool, OrderReader(self.client, self.cipher)),
                 metrics=ctx.metrics,
+                publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
             )
@@ -75,6 +76,7 @@ class IngestService(Service):
             self.client,
             self.cipher,
             interval_s=ctx.settings.poll_interval_seconds,
+            publisher=ctx.publisher,
         )
         return [*super().loops(), poller.run]
 

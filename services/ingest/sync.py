@@ -31,7 +31,7 @@ from services.ingest.handlers import SCHEMA, ImportSummary, disable_store, impor
 from services.ingest.tokens import TokenCipher
 from shared.logging import get_logger
 from shared.messaging import Broker
-from shared.outbox import Staged, publish_staged
+from shared.outbox import OutboxPublisher, Staged, publish_staged
 
 log = get_logger(__name__)
 
@@ -125,10 +125,18 @@ async def commit_page(
     page: list[dict[str, Any]],
     *,
     backfill: bool,
+    publisher: OutboxPublisher | None = None,
 ) -> tuple[ImportSummary, bool]:
-    """Claim and stage one page in a transaction, then publish what it staged."""
+    """Claim and stage one page in a transaction, then publish what it staged.
+
+    With a running ``publisher`` (the service's) the page is handed over and the next page is
+    read at once; the caller flushes the publisher before it moves a cursor.
+    """
     async with pool.acquire() as conn, conn.transaction():
         summary = await import_orders(conn, store, page, backfill=backfill)
+    if publisher is not None:
+        await publisher.submit(summary.staged)
+        return summary, True
     published = await publish_staged(pool, SCHEMA, broker, summary.staged)
     return summary, published
 
@@ -141,12 +149,15 @@ async def read_pages(
     *,
     backfill: bool = False,
     progress: Callable[[SyncResult], None] | None = None,
+    publisher: OutboxPublisher | None = None,
 ) -> SyncResult:
     """Import every page; API failures become the result's outcome (the store is handled)."""
     result = SyncResult(store.store_id)
     try:
         async for page in pages:
-            summary, published = await commit_page(pool, broker, store, page, backfill=backfill)
+            summary, published = await commit_page(
+                pool, broker, store, page, backfill=backfill, publisher=publisher
+            )
             result.pages += 1
             result.orders_seen += len(page)
             result.paid += summary.paid
@@ -189,6 +200,7 @@ class Poller:
         cipher: TokenCipher,
         *,
         interval_s: float,
+        publisher: OutboxPublisher | None = None,
         tick_s: float = 1.0,
         overlap: dt.timedelta = POLL_OVERLAP,
     ) -> None:
@@ -199,6 +211,7 @@ class Poller:
         self.interval_s = interval_s
         self.tick_s = tick_s
         self.overlap = overlap
+        self.publisher = publisher
 
     async def run(self, stopping: asyncio.Event) -> None:
         limit = asyncio.Semaphore(POLL_CONCURRENCY)
@@ -238,7 +251,10 @@ class Poller:
         pages = self.client.iter_orders_windowed(
             fresh.store_id, token, start=start, end=end, aggregates="fulfillment_orders"
         )
-        result = await read_pages(self.pool, self.broker, fresh, pages)
+        result = await read_pages(self.pool, self.broker, fresh, pages, publisher=self.publisher)
+        if self.publisher is not None:
+            # The cursor moves only past what was published (or is safe in the outbox).
+            await self.publisher.flush()
         if result.outcome == "ok" and result.published:
             await db.mark_synced(self.pool, fresh.store_id, end)
             await db.schedule_poll(self.pool, fresh.store_id, self.interval_s)

@@ -38,6 +38,7 @@ class LedgerService(Service):
                 models=models,
                 handler=SaleHandler(ctx.pool),
                 metrics=ctx.metrics,
+                publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
                 on_dead_letter=refuse_malformed,

@@ -25,6 +25,7 @@ class MapperService(Service):
                 models={m.routing_key: m for m in MODELS},
                 handler=OrderHandler(ctx.pool, ctx.settings.sale_timezone),
                 metrics=ctx.metrics,
+                publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
             )
