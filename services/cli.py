@@ -432,6 +432,12 @@ def _run_services(names: list[str], settings: Settings) -> int:
             sys.stderr.write(f"nuvem-ledger: error: {exc}\n")
             return 1
     factories = _factories()
+    if settings.event_loop == "uvloop":
+        # Measured with `nuvem-ledger bench` (docs/performance.md): the services spend much of
+        # their time in the event loop and in socket writes, which uvloop does in C.
+        import uvloop
+
+        return uvloop.run(run_until_signalled(names, factories, settings))
     return asyncio.run(run_until_signalled(names, factories, settings))
 
 

@@ -7,6 +7,8 @@ or logging a settings object never reveals them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,7 +39,8 @@ class Settings(BaseSettings):
     # The calendar of the sale date (and so of the default due date): a store's day, not UTC's.
     sale_timezone: str = "America/Sao_Paulo"
 
-    # Tuning of our own (not in the contract): batch size and wait of the consumers.
+    # Tuning of our own (not in the contract): the event loop, batch size and wait of consumers.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     batch_size: int = Field(default=200, ge=1, le=5000)
     batch_wait_ms: int = Field(default=20, ge=0)
     # The demo runs with a generated key and says so; services refuse to start without one.
