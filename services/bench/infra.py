@@ -282,6 +282,9 @@ class SimControl:
             ]
         return ids
 
+    async def pay(self, store_id: int, order_id: int) -> None:
+        await self._call("POST", f"/stores/{store_id}/orders/{order_id}/pay", {"notify": False})
+
     async def throttled(self) -> int:
         table = (await self._call("GET", "/counters"))["stores"]
         return sum(int(row.get("throttled", 0)) for row in table.values())
