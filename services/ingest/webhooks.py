@@ -8,6 +8,7 @@ logged and acknowledged; a store that is off is caught up by the poller when swi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import defaultdict
 from typing import Any
@@ -62,19 +63,27 @@ class WebhookHandler:
             assert isinstance(incoming.message, WebhookReceived)
             by_store[incoming.message.store_id].append(incoming)
         stores = await db.load_stores(self.pool, list(by_store))
-        staged: list[Staged] = []
-        for store_id, hooks in by_store.items():
-            store = stores.get(store_id)
-            if store is None:
-                log.warning(
-                    "webhooks for an unknown store acknowledged",
-                    store_id=store_id,
-                    count=len(hooks),
-                )
-                continue
-            staged += await self._privacy(hooks)
-            staged += await self._store_hooks(store, [h.message for h in hooks])  # type: ignore[misc]
-        return BatchResult([None] * len(batch), staged)
+        # Stores are independent (each has its own API bucket): one waiting for its rate limit
+        # must not hold the others back.
+        per_store = await asyncio.gather(
+            *(
+                self._one_store(store_id, stores.get(store_id), hooks)
+                for store_id, hooks in by_store.items()
+            )
+        )
+        return BatchResult([None] * len(batch), [s for staged in per_store for s in staged])
+
+    async def _one_store(
+        self, store_id: int, store: db.StoreRecord | None, hooks: list[Incoming]
+    ) -> list[Staged]:
+        if store is None:
+            log.warning(
+                "webhooks for an unknown store acknowledged", store_id=store_id, count=len(hooks)
+            )
+            return []
+        staged = await self._privacy(hooks)
+        messages = [h.message for h in hooks if isinstance(h.message, WebhookReceived)]
+        return staged + await self._store_hooks(store, messages)
 
     async def _privacy(self, hooks: list[Incoming]) -> list[Staged]:
         envs = []
