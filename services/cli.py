@@ -463,8 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from services.bench.run import run_bench
 
+        import uvloop
+
         configure_logging("WARNING", "console", sys.stderr)
-        return asyncio.run(run_bench(settings, quick=args.quick, as_json=args.json))
+        # The load generator gets the same event loop as the services it measures.
+        return uvloop.run(run_bench(settings, quick=args.quick, as_json=args.json))
     if args.command == "demo":
         from services.demo import run_demo
 
