@@ -9,11 +9,7 @@ open receivables and returns its stock with one movement in per movement out; du
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-
-from shared.settings import Settings
 from tests.integration.ledger_helpers import (
     Ledger,
     days,
@@ -21,20 +17,10 @@ from tests.integration.ledger_helpers import (
     payment,
     pending_sale,
     product_id,
-    start_ledger,
     wait_until,
 )
 
 STORE = 7401
-
-
-@pytest.fixture
-async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    system = await start_ledger(settings)
-    try:
-        yield Ledger(system)
-    finally:
-        await system.stop()
 
 
 async def test_discarding_a_pending_sale_cancels_it_without_effects(ledger: Ledger) -> None:

@@ -6,12 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from shared.settings import Settings
 from tests.integration.ledger_helpers import (
     Ledger,
     days,
@@ -20,19 +16,9 @@ from tests.integration.ledger_helpers import (
     pending_sale,
     product_id,
     run_cli,
-    start_ledger,
 )
 
 STORE = 7601
-
-
-@pytest.fixture
-async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    system = await start_ledger(settings)
-    try:
-        yield Ledger(system)
-    finally:
-        await system.stop()
 
 
 async def test_sales_show_prints_the_sale_its_receivables_and_movements(

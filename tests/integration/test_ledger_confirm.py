@@ -7,12 +7,9 @@ posted from the ledger's tables and from ``ledger.events``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from shared.contracts import ConfirmPayment
-from shared.settings import Settings
 from tests.integration.ledger_helpers import (
     CONFIRMER,
     SALE_DATE,
@@ -24,19 +21,9 @@ from tests.integration.ledger_helpers import (
     pending_sale,
     product_id,
     receivable_view,
-    start_ledger,
 )
 
 STORE = 7101
-
-
-@pytest.fixture
-async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    system = await start_ledger(settings)
-    try:
-        yield Ledger(system)
-    finally:
-        await system.stop()
 
 
 async def test_confirmation_posts_one_receivable_and_one_movement_out_per_line(

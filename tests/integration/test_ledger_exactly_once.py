@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
@@ -50,15 +50,6 @@ from tests.integration.ledger_helpers import (
 
 STORE = 7501
 CANCELLED_AT = dt.datetime(2026, 1, 3, 9, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    system = await start_ledger(settings)
-    try:
-        yield Ledger(system)
-    finally:
-        await system.stop()
 
 
 async def _inbox(ledger: Ledger, *message_ids: str) -> int:

@@ -8,12 +8,9 @@ database, and the receivables that come out are checked to the cent.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import pytest
-
-from shared.settings import Settings
 from tests.integration.ledger_helpers import (
     Ledger,
     days,
@@ -21,19 +18,9 @@ from tests.integration.ledger_helpers import (
     pending_sale,
     product_id,
     receivable_view,
-    start_ledger,
 )
 
 STORE = 7201
-
-
-@pytest.fixture
-async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    system = await start_ledger(settings)
-    try:
-        yield Ledger(system)
-    finally:
-        await system.stop()
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,8 @@ with their reason in the headers, and never block the queue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 
 from services.ledger.handlers import SaleHandler
 from shared.contracts import SaleConfirm
@@ -28,19 +26,9 @@ from tests.integration.ledger_helpers import (
     pending_sale,
     product_id,
     receivable_view,
-    start_ledger,
 )
 
 STORE = 7301
-
-
-@pytest.fixture
-async def ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    system = await start_ledger(settings)
-    try:
-        yield Ledger(system)
-    finally:
-        await system.stop()
 
 
 def _header(value: object) -> str | None:
