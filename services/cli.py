@@ -461,9 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return _run_services(list(SERVICES) if args.service == "all" else [args.service], settings)
     if args.command == "bench":
-        from services.bench.run import run_bench
-
         import uvloop
+
+        from services.bench.run import run_bench
 
         configure_logging("WARNING", "console", sys.stderr)
         # The load generator gets the same event loop as the services it measures.
