@@ -241,6 +241,12 @@ async def _demo(settings: Settings, *, orders: int, stores: int) -> int:
         ok = await waiting
     finally:
         await erp.close()
+        # The simulated stores end with the demo: switched off, so no later run polls them.
+        await services["ingest"].ctx.pool.execute(
+            "UPDATE ingest.stores SET enabled = false, disabled_reason = 'switched_off',"
+            " disabled_at = now() WHERE store_id = ANY($1::bigint[])",
+            store_ids,
+        )
         await asyncio.gather(*(r.stop(grace_s=5) for r in services.values()))
         await simulator.close()
     _summary(tally, store_ids, time.monotonic() - started, ok)
@@ -334,6 +340,7 @@ def _summary(tally: Tally, store_ids: list[int], elapsed: float, ok: bool) -> No
             f"  example: order {ex['order_id']} of store {ex['store_id']} → sale {ex['sale_id']} "
             f"for {ex['customer']['name']}, total {ex['total']}"
         )
+    _say("  (the demo's stores are switched off at the end: their simulator stops with the demo)")
     _say("")
     _say("where to look:")
     _say("  RabbitMQ management UI  http://127.0.0.1:15672/#/queues  (guest/guest)")

@@ -28,7 +28,7 @@ from services.ingest.adapters.nuvemshop import (
     StoreSuspended,
 )
 from services.ingest.handlers import SCHEMA, ImportSummary, disable_store, import_orders
-from services.ingest.tokens import TokenCipher
+from services.ingest.tokens import TokenCipher, TokenKeyError
 from shared.logging import get_logger
 from shared.messaging import Broker
 from shared.outbox import OutboxPublisher, Staged, publish_staged
@@ -218,8 +218,14 @@ class Poller:
 
         async def one(store: db.StoreRecord) -> None:
             async with limit:
-                if not stopping.is_set():
+                if stopping.is_set():
+                    return
+                try:
                     await self.poll_store(store)
+                except TokenKeyError as exc:
+                    # One store's unreadable token must not stop the polling of the others.
+                    log.error("store not polled", store_id=store.store_id, error=str(exc))
+                    await db.schedule_poll(self.pool, store.store_id, self.interval_s)
 
         while not stopping.is_set():
             try:

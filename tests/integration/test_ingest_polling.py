@@ -171,3 +171,24 @@ async def test_poll_killed_in_the_middle_resumes_without_loss_or_duplicate(
     row = await store_row(system, STORE)
     assert row is not None
     assert row["poll_cursor"] > cursor
+
+
+async def test_a_store_whose_token_cannot_be_read_does_not_stop_the_others(
+    polling_system: System,
+) -> None:
+    system = polling_system
+    pool = system.services["ingest"].ctx.pool
+    # A store connected under another TOKEN_ENCRYPTION_KEY (a key rotated by mistake, say).
+    await pool.execute(
+        "INSERT INTO ingest.stores (store_id, access_token, activated_at, activated_by)"
+        " VALUES ($1, $2, now(), 'someone')",
+        STORE + 1,
+        b"not a fernet token",
+    )
+    await system.connect_store(STORE)
+    await first_poll_done(system, STORE)
+    order_id = int(system.simulator.state.add_order(STORE, paid=True, notify=False)["id"])
+    # Only the poll can find it (no webhook was sent), and it must, polls after polls.
+    await system.observer.wait_for("order.paid", order_id=order_id, within=10)
+    poller_tasks = [t for t in system.services["ingest"].tasks if t.done()]
+    assert poller_tasks == [], "a service loop ended"
