@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -47,7 +48,7 @@ class UnknownOrderError(LookupError):
     """No such order in that store."""
 
 
-class OrderBook:
+class OrderBook(ABC):
     """Stores and their orders; `SimState` adds tokens, OAuth and webhooks on top."""
 
     def __init__(self, *, clock: Clock, rng: random.Random) -> None:
@@ -62,9 +63,9 @@ class OrderBook:
         """The injected clock, normalised to UTC whole seconds."""
         return to_utc_second(self.clock())
 
+    @abstractmethod
     def emit(self, store_id: int, event: str, entity_id: int) -> WebhookEvent | None:
         """Announce an event (implemented by `SimState`)."""
-        raise NotImplementedError
 
     def store(self, store_id: int) -> Store:
         """The store, or UnknownStoreError."""

@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
 import aiohttp
+import orjson
 
 from shared.contracts import OrderCustomer, OrderItem, OrderPaid
 from shared.settings import Settings
@@ -213,10 +214,14 @@ class Completed:
     def lines(self) -> list[str]:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
+    def json(self) -> Any:
+        assert self.returncode == 0, self.describe()
+        return orjson.loads(self.stdout)
+
     def describe(self) -> str:
         return (
             f"`nuvem-ledger {' '.join(self.args)}` exited {self.returncode}\n"
-            f"stdout: {self.stdout!r}\nstderr: {self.stderr!r}"
+            f"stdout: {self.stdout!r}\nstderr: {self.stderr[-2000:]!r}"
         )
 
 

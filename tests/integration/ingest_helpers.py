@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,8 +29,9 @@ from services.ingest.sync import Poller
 from services.simulator.webhooks import HMAC_HEADER, sign
 from shared.settings import Settings
 from tests.harness import System, start_system
+from tests.integration import helpers
+from tests.integration.helpers import Completed
 
-CLI = str(Path(sys.executable).with_name("nuvem-ledger"))
 # Every variable Settings reads: a child process sees only what the test gives it.
 _SETTINGS_ENV = frozenset(name.upper() for name in Settings.model_fields)
 
@@ -265,24 +265,6 @@ class HangingClient(NuvemshopClient):
 # --- the console command ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Completed:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        assert self.returncode == 0, self.describe()
-        return orjson.loads(self.stdout)
-
-    def describe(self) -> str:
-        return (
-            f"`nuvem-ledger {' '.join(self.args)}` exited {self.returncode}\n"
-            f"stdout: {self.stdout!r}\nstderr: {self.stderr[-2000:]!r}"
-        )
-
-
 def cli_env(system: System) -> dict[str, str]:
     """The environment a command needs to act on this test's system (and nothing else)."""
     settings = system.settings
@@ -305,20 +287,4 @@ def cli_env(system: System) -> dict[str, str]:
 
 async def run_cli(system: System, cwd: Path, *args: str, within: float = 25.0) -> Completed:
     """Run ``nuvem-ledger *args`` to completion (``cwd`` keeps any ``.env`` file away)."""
-    proc = await asyncio.create_subprocess_exec(
-        CLI,
-        *args,
-        env=cli_env(system),
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=within)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Completed(args, proc.returncode, out.decode(), err.decode())
+    return await helpers.run_cli(*args, env=cli_env(system), cwd=cwd, within=within)

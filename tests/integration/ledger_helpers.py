@@ -12,9 +12,9 @@ import base64
 import datetime as dt
 import itertools
 import os
-import sys
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -49,6 +49,7 @@ from shared.messaging import amqp_message, correlation, envelope
 from shared.runtime import Running, start_service
 from shared.settings import Settings
 from tests.harness import Observer, Seen, System, start_system
+from tests.integration import helpers
 
 SALE_DATE = dt.date(2026, 1, 2)
 CONFIRMER = "erp-user-9"
@@ -148,12 +149,13 @@ async def start_second_ledger(system: System) -> Running:
     )
 
 
-class Tables:
+class Tables(ABC):
     """The ledger's rows, read (and stock entered) through a pool."""
 
     @property
+    @abstractmethod
     def pool(self) -> asyncpg.Pool:
-        raise NotImplementedError
+        """The pool the rows are read through (each subclass says which)."""
 
     async def status(self, sale_id: str) -> str | None:
         value = await self.pool.fetchval(
@@ -487,23 +489,6 @@ class CliResult:
 
 
 async def run_cli(*args: str, settings: Settings, cwd: Path, limit_s: float = 20.0) -> CliResult:
-    """``python -m services.cli ARGS`` as an operator runs it; the child is killed on timeout."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli",
-        *args,
-        env=cli_env(settings),
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=limit_s)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return CliResult(proc.returncode, out.decode(), err.decode())
+    """``nuvem-ledger ARGS`` as an operator runs it; the child is killed on timeout."""
+    done = await helpers.run_cli(*args, env=cli_env(settings), cwd=cwd, within=limit_s)
+    return CliResult(done.returncode, done.stdout, done.stderr)

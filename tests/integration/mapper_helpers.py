@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from shared.runtime import Running, start_service
 from shared.settings import Settings
 from tests import infra
 from tests.harness import Seen, System, start_system
+from tests.integration import helpers
 
 CPF = "75839566500"
 CPF_FORMATTED = "758.395.665-00"
@@ -46,7 +46,6 @@ SELLER = "erp-user-1"
 PAID_AT = dt.datetime(2026, 8, 3, 13, 5, tzinfo=dt.UTC)
 WAIT_S = 10.0
 
-CLI = str(Path(sys.executable).with_name("nuvem-ledger"))
 # Every variable Settings reads: the CLI child must see only what the test gives it.
 _SETTINGS_ENV = frozenset(name.upper() for name in Settings.model_fields)
 
@@ -377,23 +376,8 @@ class Cli:
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
-        proc = await asyncio.create_subprocess_exec(
-            CLI,
-            *args,
-            env=env,
-            cwd=self.cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=limit_s)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode is not None
-        return CliResult(args, proc.returncode, out.decode(), err.decode())
+        done = await helpers.run_cli(*args, env=env, cwd=self.cwd, within=limit_s)
+        return CliResult(args, done.returncode, done.stdout, done.stderr)
 
     async def json(self, *args: str) -> Any:
         """Run a command with ``--json`` (at the end, as the contract says) and parse stdout."""
