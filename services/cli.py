@@ -13,6 +13,8 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from pydantic import ValidationError
+
 from services import ops
 from services.cliutil import CommandError, Parser, database, emit, money, parse_when
 from shared.logging import configure_logging
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     demo = sub.add_parser("demo", help="run the whole system against the simulator and show it")
     demo.add_argument("--orders", type=int, default=60, help="paid orders to send (default 60)")
     demo.add_argument("--stores", type=int, default=2, help="simulated stores (default 2)")
+    _json_flag(demo)
     bench = sub.add_parser(
         "bench", help="measure every path on this machine (see docs/performance.md)"
     )
@@ -455,8 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings()
-    except ValueError as exc:
-        sys.stderr.write(f"nuvem-ledger: error: bad configuration: {exc}\n".replace("\n\n", "\n"))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        sys.stderr.write(f"nuvem-ledger: error: bad configuration: {problems}\n")
         return 2
     if args.command == "run":
         return _run_services(list(SERVICES) if args.service == "all" else [args.service], settings)
@@ -471,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from services.demo import run_demo
 
-        return asyncio.run(run_demo(settings, orders=args.orders, stores=args.stores))
+        return asyncio.run(
+            run_demo(settings, orders=args.orders, stores=args.stores, as_json=args.json)
+        )
     configure_logging(
         settings.log_level, "console" if settings.log_format == "console" else "json", sys.stderr
     )

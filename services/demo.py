@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import random
 import socket
 import sys
@@ -77,9 +78,14 @@ def _answers(url: str, port: int) -> bool:
         return False
 
 
+_OUT = {"stream": sys.stdout}
+
+
 def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    # With --json the progress goes to stderr, so stdout carries only the JSON result.
+    stream = _OUT["stream"]
+    stream.write(text + "\n")
+    stream.flush()
 
 
 async def _infrastructure(settings: Settings) -> tuple[Settings, list[Any]]:
@@ -193,8 +199,11 @@ async def _start_services(settings: Settings) -> dict[str, Running]:
     return running
 
 
-async def run_demo(settings: Settings, *, orders: int = 60, stores: int = 2) -> int:
+async def run_demo(
+    settings: Settings, *, orders: int = 60, stores: int = 2, as_json: bool = False
+) -> int:
     configure_logging("WARNING", "console", sys.stderr)
+    _OUT["stream"] = sys.stderr if as_json else sys.stdout
     if settings.token_encryption_key is None:
         settings = settings.model_copy(update={"token_encryption_key": SecretStr(generate_key())})
         _say("demo: TOKEN_ENCRYPTION_KEY not set, using a key generated for this run")
@@ -250,6 +259,8 @@ async def _demo(settings: Settings, *, orders: int, stores: int) -> int:
         await asyncio.gather(*(r.stop(grace_s=5) for r in services.values()))
         await simulator.close()
     _summary(tally, store_ids, time.monotonic() - started, ok)
+    if _OUT["stream"] is sys.stderr:
+        sys.stdout.write(json.dumps(_summary_json(tally, store_ids, ok), default=str) + "\n")
     return 0 if ok else 1
 
 
@@ -320,6 +331,22 @@ async def _wait(tally: Tally, orders: int, started: float, deadline_s: float = 1
             return True
         await asyncio.sleep(0.5)
     return False
+
+
+def _summary_json(tally: Tally, store_ids: list[int], ok: bool) -> dict[str, Any]:
+    return {
+        "complete": ok,
+        "stores": store_ids,
+        "orders_paid": tally.paid,
+        "pending_sales": len(tally.pending),
+        "confirmed_sales": len(tally.confirmed),
+        "receivables": tally.receivables,
+        "receivables_total": tally.receivable_total,
+        "stock_moved": tally.stock_moved,
+        "customers_created": tally.customers_created,
+        "products_created": tally.products_created,
+        "warnings": tally.warnings,
+    }
 
 
 def _summary(tally: Tally, store_ids: list[int], elapsed: float, ok: bool) -> None:

@@ -8,8 +8,9 @@ or logging a settings object never reveals them.
 from __future__ import annotations
 
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,8 +37,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"
 
-    # The calendar of the sale date (and so of the default due date): a store's day, not UTC's.
-    sale_timezone: str = "America/Sao_Paulo"
+    # The calendar of the sale date (and so of the default due date). UTC, like every time
+    # inside the system; a store that wants its own day sets e.g. America/Sao_Paulo.
+    sale_timezone: str = "UTC"
 
     # Tuning of our own (not in the contract): the event loop, batch size and wait of consumers.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
@@ -45,6 +47,15 @@ class Settings(BaseSettings):
     batch_wait_ms: int = Field(default=20, ge=0)
     # The demo runs with a generated key and says so; services refuse to start without one.
     demo_mode: bool = False
+
+    @field_validator("sale_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC)") from exc
+        return value
 
     def public_url(self) -> str:
         """``PUBLIC_BASE_URL`` or the ingest port on localhost."""

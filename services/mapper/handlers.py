@@ -41,7 +41,7 @@ def _new_product_ref(draft: domain.ProductDraft) -> domain.ProductRef:
 class OrderHandler:
     """Consumes ``mapper.orders`` (``order.paid`` and ``order.invalid``)."""
 
-    def __init__(self, pool: asyncpg.Pool, sale_timezone: str = "America/Sao_Paulo") -> None:
+    def __init__(self, pool: asyncpg.Pool, sale_timezone: str = "UTC") -> None:
         self.pool = pool
         self.zone = ZoneInfo(sale_timezone)
 
