@@ -66,6 +66,15 @@ class OrderHandler:
                         envs += await self._one(conn, incoming)
                 except db.DuplicateSaleError:
                     log.info("sale already created by another worker")
+                except UNSTORABLE as exc:
+                    if not isinstance(incoming.message, OrderPaid):
+                        raise
+                    # SPEC §4: an order that cannot become a sale is recorded as rejected, with a
+                    # reason an operator understands, not lost among dead letters.
+                    async with conn.transaction():
+                        envs += await self._reject(
+                            conn, incoming, _unstorable(incoming.message, exc)
+                        )
                 finally:
                     structlog.contextvars.clear_contextvars()
             staged = await stage(conn, SCHEMA, envs)
@@ -248,6 +257,20 @@ class OrderHandler:
             rejected, message_id=f"sale.rejected:{key}:{attempts}", correlation_id=key
         )
         return [announced, parked]
+
+
+# The database refuses the order's data itself: a text too long for its index, a number too
+# large for its column, a character PostgreSQL cannot hold.
+UNSTORABLE: tuple[type[Exception], ...] = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
+
+
+def _unstorable(order: OrderPaid, exc: Exception) -> SaleRejected:
+    return SaleRejected(
+        store_id=order.store_id,
+        order_id=order.order_id,
+        reason=domain.INVALID_ORDER,
+        detail=f"the order's data cannot be stored: {exc}",
+    )
 
 
 def _without_placeholder(item: RejectedItem) -> RejectedItem:

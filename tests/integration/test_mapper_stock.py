@@ -266,20 +266,15 @@ async def test_nothing_is_created_unless_the_sale_is(
     order = make_order(store, 1, name="Cliente Novo", items=[line("Produto Novo", 1, "5.00"), bad])
     env = order_envelope(order)
     await system.erp.publish(env)
-    dead = await _dead(infrastructure, system, 1)
-    assert [m.message_id for m in dead] == [env.message_id]
-    assert dead[0].body == env.body
-    assert dead[0].headers.get("x-error-reason") == "handler_error", dead[0].headers
-    assert marker in str(dead[0].headers.get("x-error-detail")), dead[0].headers
+    # SPEC §4: an order that cannot become a sale is rejected with its reason, nothing created.
+    rejected = await rejection(system, store, 1)
+    assert rejected.body["reason"] == "invalid_order"
+    assert marker in rejected.body["detail"], rejected.body
     assert await counts(system, store) == Counts(0, 0, 0, 0), f"left behind after {where} failed"
     assert system.observer.of("sale.pending_review", store_id=store) == []
-    # The failed message did not stay claimed: a replay of it would be processed again.
-    assert (
-        await pool(system).fetchval(
-            "SELECT count(*) FROM mapper.inbox WHERE message_id = $1", env.message_id
-        )
-        == 0
-    )
+    listed = await ops.rejected_orders(pool(system), store)
+    assert [(r["order_id"], r["reason"]) for r in listed] == [(1, "invalid_order")]
+    assert await _dead(infrastructure, system, 0) == []
     # The mapper goes on with the next order of the same new customer and product.
     good = make_order(store, 2, name="Cliente Novo", items=[line("Produto Novo", 1, "5.00")])
     await publish(system, good)
