@@ -72,7 +72,11 @@ async def publish_staged(
             "publish failed, the outbox relay will retry", error=str(exc), count=len(staged)
         )
         return False
-    await forget(pool, schema, [s.id for s in staged])
+    try:
+        await forget(pool, schema, [s.id for s in staged])
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Published all the same: at worst the relay sends these once more, with their ids.
+        log.warning("published rows not forgotten; the relay may send them again", error=str(exc))
     return True
 
 
@@ -127,19 +131,7 @@ class OutboxPublisher:
                 self._queue.task_done()
 
     async def _publish(self, staged: list[Staged]) -> None:
-        try:
-            await self.broker.publish_many([s.envelope for s in staged])
-        except (TimeoutError, ConnectionError, RuntimeError, OSError) as exc:
-            log.warning(
-                "publish failed, the outbox relay will retry", error=str(exc), count=len(staged)
-            )
-            return
-        try:
-            await forget(self.pool, self.schema, [s.id for s in staged])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning(
-                "published rows not forgotten; the relay may send them again", error=str(exc)
-            )
+        await publish_staged(self.pool, self.schema, self.broker, staged)
 
 
 class OutboxRelay:

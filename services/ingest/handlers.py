@@ -36,7 +36,7 @@ class ImportSummary:
     staged: list[Staged] = field(default_factory=list)
 
 
-def _now() -> dt.datetime:
+def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
@@ -54,7 +54,7 @@ def _events_for(
     invalid: dict[int, tuple[str, Envelope]] = {}
     skipped = 0
     for raw in raw_orders:
-        order_id = _order_id(raw)
+        order_id = order_id_of(raw)
         if order_id is None:
             log.warning("order without a readable id skipped", store_id=store.store_id)
             skipped += 1
@@ -72,7 +72,7 @@ def _events_for(
                 env = envelope(event, message_id=f"order.paid:{key}", correlation_id=key)
                 paid[order_id] = (event.order_number, env)
             elif state is domain.OrderState.CANCELLED:
-                cancel = domain.parse_order_cancelled(raw, now=_now())
+                cancel = domain.parse_order_cancelled(raw, now=now())
                 cancelled[order_id] = envelope(
                     cancel, message_id=f"order.cancelled:{key}", correlation_id=key
                 )
@@ -119,7 +119,8 @@ async def import_orders(
     return summary
 
 
-def _order_id(raw: Mapping[str, Any]) -> int | None:
+def order_id_of(raw: Mapping[str, Any]) -> int | None:
+    """The id of a raw API order (an int, or a string of digits), or None."""
     value = raw.get("id")
     if isinstance(value, bool):
         return None
@@ -140,7 +141,7 @@ async def disable_store(conn: Conn, store_id: int, reason: str) -> list[Staged]:
     if not changed:
         return []
     event = IntegrationDisabled.model_validate({"store_id": store_id, "reason": reason})
-    stamp = int(_now().timestamp() * 1000)
+    stamp = int(now().timestamp() * 1000)
     # A store-level event has no order: its correlation id is the store alone.
     env = envelope(
         event, message_id=f"integration.disabled:{store_id}:{stamp}", correlation_id=str(store_id)

@@ -27,7 +27,14 @@ from services.ingest.adapters.nuvemshop import (
     NuvemshopClient,
     StoreSuspended,
 )
-from services.ingest.handlers import SCHEMA, ImportSummary, disable_store, import_orders
+from services.ingest.handlers import (
+    SCHEMA,
+    ImportSummary,
+    disable_store,
+    import_orders,
+    now,
+    order_id_of,
+)
 from services.ingest.tokens import TokenCipher, TokenKeyError
 from shared.logging import get_logger
 from shared.messaging import Broker
@@ -40,19 +47,6 @@ MAX_LISTING_PAGES = 25
 POLL_OVERLAP = dt.timedelta(minutes=10)
 SUSPENDED_PAUSE = dt.timedelta(minutes=5)
 POLL_CONCURRENCY = 4
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _order_id(raw: dict[str, Any]) -> int | None:
-    value = raw.get("id")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
 
 
 class OrderReader:
@@ -96,7 +90,7 @@ class OrderReader:
         async for page in pages:
             read += 1
             for raw in page:
-                order_id = _order_id(raw)
+                order_id = order_id_of(raw)
                 if order_id is not None:
                     # Orders of the listing that no webhook named yet are imported as well: their
                     # own webhooks then find them announced and cost no request.
@@ -174,7 +168,7 @@ async def read_pages(
         await publish_staged(pool, SCHEMA, broker, staged)
     except StoreSuspended:
         result.outcome = "suspended"
-        await db.pause(pool, store.store_id, _now() + SUSPENDED_PAUSE)
+        await db.pause(pool, store.store_id, now() + SUSPENDED_PAUSE)
         log.warning("store suspended (402): paused", store_id=store.store_id)
     except ApiUnavailable as exc:
         result.outcome = "unavailable"
@@ -251,7 +245,7 @@ class Poller:
         fresh = (await db.load_stores(self.pool, [store.store_id])).get(store.store_id)
         if fresh is None or not fresh.enabled:
             return SyncResult(store.store_id, outcome="disabled")
-        end = _now()
+        end = now()
         start = (fresh.poll_cursor or fresh.activated_at) - self.overlap
         token = self.cipher.decrypt(fresh.access_token)
         pages = self.client.iter_orders_windowed(
@@ -300,7 +294,7 @@ async def backfill(
         store.store_id,
         token,
         start=since,
-        end=_now(),
+        end=now(),
         payment_status="paid",
         created_at_min=since,
         created_at_max=until,

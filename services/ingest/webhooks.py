@@ -9,7 +9,6 @@ logged and acknowledged; a store that is off is caught up by the poller when swi
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections import defaultdict
 from typing import Any
 
@@ -18,7 +17,7 @@ import asyncpg
 from services.ingest import domain
 from services.ingest.adapters import postgres as db
 from services.ingest.adapters.nuvemshop import ApiUnavailable, CredentialsRevoked, StoreSuspended
-from services.ingest.handlers import SCHEMA, disable_store, import_orders
+from services.ingest.handlers import SCHEMA, disable_store, import_orders, now
 from services.ingest.sync import SUSPENDED_PAUSE, OrderReader
 from shared.consumer import BatchResult, Incoming, TransientError
 from shared.contracts import PrivacyRequest, WebhookReceived
@@ -120,7 +119,7 @@ class WebhookHandler:
             async with self.pool.acquire() as conn, conn.transaction():
                 return await disable_store(conn, store.store_id, "credentials_revoked")
         except StoreSuspended:
-            await db.pause(self.pool, store.store_id, dt.datetime.now(dt.UTC) + SUSPENDED_PAUSE)
+            await db.pause(self.pool, store.store_id, now() + SUSPENDED_PAUSE)
             log.warning(
                 "store suspended (402): paused, the poller catches up", store_id=store.store_id
             )

@@ -76,25 +76,11 @@ class Posting:
 
 async def lock_sales(conn: Conn, sale_ids: list[str]) -> dict[str, db.SaleRow]:
     rows = await conn.fetch(
-        """
-        SELECT sale_id, store_id, order_id, status, seller_id, total, sale_date, confirm_message_id
-        FROM ledger.sales WHERE sale_id = ANY($1::text[]) ORDER BY sale_id FOR UPDATE
-        """,
+        f"SELECT {db.SALE_COLUMNS} FROM ledger.sales WHERE sale_id = ANY($1::text[])"
+        " ORDER BY sale_id FOR UPDATE",
         sale_ids,
     )
-    return {
-        r["sale_id"]: db.SaleRow(
-            sale_id=r["sale_id"],
-            store_id=r["store_id"],
-            order_id=r["order_id"],
-            status=r["status"],
-            seller_id=r["seller_id"],
-            total=r["total"],
-            sale_date=r["sale_date"],
-            confirm_message_id=r["confirm_message_id"],
-        )
-        for r in rows
-    }
+    return {r["sale_id"]: db.sale_row(r) for r in rows}
 
 
 async def stock_checked(conn: Conn, store_ids: set[int]) -> set[int]:

@@ -30,7 +30,7 @@ class SaleRow:
     confirm_message_id: str | None
 
 
-def _sale(row: asyncpg.Record) -> SaleRow:
+def sale_row(row: asyncpg.Record) -> SaleRow:
     return SaleRow(
         sale_id=row["sale_id"],
         store_id=row["store_id"],
@@ -43,7 +43,7 @@ def _sale(row: asyncpg.Record) -> SaleRow:
     )
 
 
-_SALE_COLUMNS = (
+SALE_COLUMNS = (
     "sale_id, store_id, order_id, status, seller_id, total, sale_date, confirm_message_id"
 )
 
@@ -85,18 +85,18 @@ async def insert_sale(conn: Conn, sale: SalePendingReview) -> bool:
 
 async def lock_sale(conn: Conn, sale_id: str) -> SaleRow | None:
     row = await conn.fetchrow(
-        f"SELECT {_SALE_COLUMNS} FROM ledger.sales WHERE sale_id = $1 FOR UPDATE", sale_id
+        f"SELECT {SALE_COLUMNS} FROM ledger.sales WHERE sale_id = $1 FOR UPDATE", sale_id
     )
-    return _sale(row) if row is not None else None
+    return sale_row(row) if row is not None else None
 
 
 async def lock_sale_of_order(conn: Conn, store_id: int, order_id: int) -> SaleRow | None:
     row = await conn.fetchrow(
-        f"SELECT {_SALE_COLUMNS} FROM ledger.sales WHERE store_id = $1 AND order_id = $2 FOR UPDATE",
+        f"SELECT {SALE_COLUMNS} FROM ledger.sales WHERE store_id = $1 AND order_id = $2 FOR UPDATE",
         store_id,
         order_id,
     )
-    return _sale(row) if row is not None else None
+    return sale_row(row) if row is not None else None
 
 
 async def sale_lines(conn: Conn, sale_id: str) -> list[SaleLine]:
