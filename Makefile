@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/nuvem-ledger demo
 
-test: $(STAMP) lint typecheck
+# The tests need RabbitMQ (with its management API, for a vhost per test) and PostgreSQL: `services`
+# starts whatever of them is not answering, so `make test` works on a machine where nothing was set up.
+test: $(STAMP) services lint typecheck
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -29,7 +31,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) services
 	$(BIN)/pytest tests/integration tests/e2e
 
 # Start the local RabbitMQ and PostgreSQL when they are not answering (machines of this kind).
