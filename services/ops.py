@@ -19,8 +19,8 @@ from services.ingest.adapters import postgres as ingest_db
 from services.ingest.handlers import SCHEMA as INGEST_SCHEMA
 from services.ingest.handlers import disable_store
 from services.mapper.adapters import postgres as mapper_db
-from services.mapper.documents import classify_document
 from services.mapper.domain import customer_key, normalize_name
+from shared.documents import classify_document
 from shared.messaging import Broker, Envelope
 from shared.outbox import publish_staged
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.mapper.documents import normalize_document
 from shared.contracts import PrivacyRequest
 from shared.db import Conn
+from shared.documents import normalize_document
 from shared.logging import get_logger
 
 log = get_logger(__name__)

@@ -16,13 +16,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-from services.mapper.documents import (
-    DocumentCheck,
-    DocumentKind,
-    classify_document,
-    mask_document,
-    normalize_document,
-)
 from shared.contracts import (
     Installment,
     OrderItem,
@@ -34,6 +27,13 @@ from shared.contracts import (
     SalePendingReview,
     SaleProduct,
     SaleRejected,
+)
+from shared.documents import (
+    DocumentCheck,
+    DocumentKind,
+    classify_document,
+    mask_document,
+    normalize_document,
 )
 
 CASH: Final = "cash"

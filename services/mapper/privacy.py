@@ -7,9 +7,9 @@ is answered in the log with what is held (field names and counts, never the valu
 
 from __future__ import annotations
 
-from services.mapper.documents import normalize_document
 from shared.contracts import PrivacyRequest
 from shared.db import Conn
+from shared.documents import normalize_document
 from shared.logging import get_logger
 
 log = get_logger(__name__)

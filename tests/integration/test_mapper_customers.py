@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from services.mapper.documents import normalize_document
+from shared.documents import normalize_document
 from shared.settings import Settings
 from tests.harness import System
 from tests.integration.mapper_helpers import (

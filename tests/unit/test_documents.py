@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.mapper.documents import (
+from shared.documents import (
     DocumentCheck,
     DocumentKind,
     classify_document,

@@ -6,6 +6,11 @@ length: 11 digits for a CPF, 14 characters for a CNPJ, whose first 12 positions 
 the alphanumeric CNPJ of July 2026 (a character is worth its ASCII code minus 48, so digits keep
 their value). Both carry two mod-11 check digits. ``mask_document`` is the only form of a document
 that may reach a log or a warning: it never shows more than the last two characters.
+
+Shared because two services apply the same rules: the mapper matches customers by their
+normalised document, and the ledger finds the sale announcements of a customer to redact (LGPD)
+by the same normal form. How a document takes part in customer matching stays in the mapper's
+own domain (``services.mapper.domain``).
 """
 
 from __future__ import annotations
