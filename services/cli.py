@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services import ops
+from services import ops, system
 from services.cliutil import CommandError, Parser, database, emit, money, parse_when
 from shared.logging import configure_logging
 from shared.settings import Settings
@@ -24,11 +24,7 @@ SERVICES = ("ingest", "mapper", "ledger")
 
 
 def _factories() -> dict[str, Any]:
-    from services.ingest.app import IngestService
-    from services.ledger.app import LedgerService
-    from services.mapper.app import MapperService
-
-    return {"ingest": IngestService, "mapper": MapperService, "ledger": LedgerService}
+    return system.factories()
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
@@ -302,7 +298,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
     if cmd == "migrate":
         from shared.db import migrate
 
-        applied = await migrate(settings.database_url)
+        applied = await migrate(settings.database_url, system.migrations())
         emit(args, {"applied": applied}, lambda r: f"migrations applied: {r['applied']}")
         return
     if cmd == "integration" and action == "connect":

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 
+from services import system
 from shared.db import create_pool, migrate
 from shared.settings import Settings
 
@@ -88,7 +89,7 @@ def money(value: str) -> Decimal:
 async def database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A small pool on a migrated database, or a one-line error when PostgreSQL is unreachable."""
     try:
-        await migrate(settings.database_url)
+        await migrate(settings.database_url, system.migrations())
         pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     except (OSError, asyncpg.PostgresError) as exc:
         raise CommandError(f"database unreachable at DATABASE_URL: {exc}") from exc

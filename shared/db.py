@@ -1,10 +1,12 @@
 """PostgreSQL: the database's creation, the connection pool and the schema migrations.
 
-Migrations are plain SQL files per service schema (``services/<name>/migrations/NNNN_*.sql``),
-forward-only and checksummed: a file that changed after it was applied stops the runner with a
-clear error instead of leaving two databases with different shapes. The runner holds a
-PostgreSQL advisory lock, so several processes migrating at once (three services starting
-together, ``nuvem-ledger migrate`` run twice) apply each file exactly once.
+Migrations are plain SQL files per service schema, forward-only and checksummed: a file that
+changed after it was applied stops the runner with a clear error instead of leaving two databases
+with different shapes. The runner knows no service: each service registers its own schema and
+files (a ``SchemaMigrations``, exposed by ``services.<name>.migrations``) and whoever migrates
+hands the runner the ones it wants: a service at start its own, ``nuvem-ledger migrate`` every
+service's. The runner holds a PostgreSQL advisory lock, so several processes migrating at once
+(three services starting together, ``nuvem-ledger migrate`` run twice) apply each file exactly once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -31,10 +33,7 @@ T = TypeVar("T")
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 Executor = Conn | asyncpg.Pool
 
-# The order matters: the mapper's views read the ledger's tables.
-SCHEMAS: tuple[str, ...] = ("ingest", "ledger", "mapper")
 _MIGRATION_LOCK = 0x6E75_7665  # "nuve": one advisory lock key for every migration run
-_SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -53,11 +52,55 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def migrations_for(schema: str) -> list[Migration]:
-    """The migration files of one schema, in version order."""
-    directory = _SERVICES_DIR / schema / "migrations"
-    files = sorted(directory.glob("*.sql"))
-    return [Migration(schema, f.stem, f.read_text(encoding="utf-8")) for f in files]
+@dataclass(frozen=True)
+class SchemaMigrations:
+    """One service's schema and the directory of its ``NNNN_*.sql`` files, in version order.
+
+    ``after`` names the schemas whose objects these migrations read (a view over another
+    service's view, a hand-over of rows): migrated in the same run, those are applied first. A
+    service started alone migrates only its own schema, so such a migration must also hold when
+    the other schema is not there yet (a view that needs it fails, and the start retries).
+    """
+
+    schema: str
+    directory: Path
+    after: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in (self.schema, *self.after):
+            if not _NAME.match(name):
+                raise MigrationError(f"unsupported schema name {name!r}")
+
+    def files(self) -> list[Migration]:
+        return [
+            Migration(self.schema, f.stem, f.read_text(encoding="utf-8"))
+            for f in sorted(self.directory.glob("*.sql"))
+        ]
+
+
+def in_dependency_order(registered: Iterable[SchemaMigrations]) -> list[SchemaMigrations]:
+    """The registered schemas, each after the registered schemas it reads (else as given).
+
+    A schema named in ``after`` but not registered in this run is not waited for (see
+    ``SchemaMigrations``); a cycle or a schema registered twice is a programming error.
+    """
+    pending = list(registered)
+    names = [r.schema for r in pending]
+    if len(set(names)) != len(names):
+        raise MigrationError(f"a schema is registered twice: {names}")
+    ordered: list[SchemaMigrations] = []
+    done: set[str] = set()
+    while pending:
+        ready = next(
+            (r for r in pending if all(a in done or a not in names for a in r.after)), None
+        )
+        if ready is None:
+            cycle = ", ".join(f"{r.schema} after {'/'.join(r.after)}" for r in pending)
+            raise MigrationError(f"schemas that read each other cannot be ordered: {cycle}")
+        ordered.append(ready)
+        done.add(ready.schema)
+        pending.remove(ready)
+    return ordered
 
 
 def database_name(dsn: str) -> str:
@@ -125,12 +168,14 @@ async def ensure_database(dsn: str) -> None:
         await conn.close()
 
 
-async def apply_migrations(conn: asyncpg.Connection, schemas: tuple[str, ...] = SCHEMAS) -> int:
-    """Apply pending migrations of ``schemas`` under the advisory lock; returns how many ran."""
+async def apply_migrations(conn: asyncpg.Connection, registered: Sequence[SchemaMigrations]) -> int:
+    """Apply the pending files of ``registered`` under the advisory lock; returns how many ran."""
     applied_now = 0
+    ordered = in_dependency_order(registered)
     await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
     try:
-        for schema in schemas:
+        for registration in ordered:
+            schema = registration.schema
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
@@ -139,7 +184,7 @@ async def apply_migrations(conn: asyncpg.Connection, schemas: tuple[str, ...] = 
             )
             rows = await conn.fetch(f"SELECT version, checksum FROM {schema}.schema_migrations")
             done = {r["version"]: r["checksum"] for r in rows}
-            for migration in migrations_for(schema):
+            for migration in registration.files():
                 known = done.get(migration.version)
                 if known == migration.checksum:
                     continue
@@ -163,12 +208,12 @@ async def apply_migrations(conn: asyncpg.Connection, schemas: tuple[str, ...] = 
     return applied_now
 
 
-async def migrate(dsn: str, schemas: tuple[str, ...] = SCHEMAS) -> int:
-    """Create the database if needed and apply every pending migration."""
+async def migrate(dsn: str, registered: Sequence[SchemaMigrations]) -> int:
+    """Create the database if needed and apply every pending migration of ``registered``."""
     await ensure_database(dsn)
     conn = await asyncpg.connect(dsn)
     try:
-        return await apply_migrations(conn, schemas)
+        return await apply_migrations(conn, registered)
     finally:
         await conn.close()
 
@@ -181,11 +226,13 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-async def connect_database(dsn: str, *, deadline: float | None = None) -> asyncpg.Pool:
-    """Wait for PostgreSQL, migrate, and return a pool: what every service does at start."""
+async def connect_database(
+    dsn: str, registered: Sequence[SchemaMigrations], *, deadline: float | None = None
+) -> asyncpg.Pool:
+    """Wait for PostgreSQL, apply ``registered``, and return a pool: every service's start."""
 
     async def attempt() -> asyncpg.Pool:
-        await migrate(dsn)
+        await migrate(dsn, registered)
         return await create_pool(dsn)
 
     return await retry_until_up("database", attempt, deadline=deadline)

@@ -21,7 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from shared.consumer import BatchConsumer
-from shared.db import connect_database
+from shared.db import SchemaMigrations, connect_database
 from shared.logging import get_logger
 from shared.messaging import Broker
 from shared.metrics import ServiceMetrics
@@ -51,6 +51,8 @@ class Service:
     """Base of the three services; subclasses fill in consumers, loops and routes."""
 
     schema: str = ""
+    # The service's own schema, migrated at its start (never another service's).
+    migrations: SchemaMigrations | None = None
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -196,7 +198,12 @@ async def start_service(
     )
     bind_port = _bound_port(starting)
     try:
-        pool = await connect_database(settings.database_url, deadline=connect_deadline)
+        registered = getattr(factory, "migrations", None)
+        pool = await connect_database(
+            settings.database_url,
+            [registered] if isinstance(registered, SchemaMigrations) else [],
+            deadline=connect_deadline,
+        )
         broker = Broker(settings.amqp_url, app_id=f"nuvem-ledger-{name}")
         try:
             await broker.connect(deadline=connect_deadline)

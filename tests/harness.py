@@ -189,7 +189,7 @@ async def start_system(
     simulator_opts: dict[str, Any] | None = None,
     configure: Callable[[Settings], Settings] | None = None,
 ) -> System:
-    from services.cli import _factories
+    from services import system
 
     opts = {"rate_limit": True} | (simulator_opts or {})
     simulator = await start_simulator(**opts)
@@ -203,7 +203,7 @@ async def start_system(
     )
     if configure is not None:
         settings = configure(settings)
-    factories = _factories()
+    factories = system.factories()
     running = {
         name: await start_service(
             name, factories[name], settings, port=0, host="127.0.0.1", connect_deadline=20

@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from services import system
 from shared.containers import docker_answers
 from shared.db import migrate
 
@@ -199,7 +200,7 @@ async def prepare_template(infra: Infrastructure) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
     finally:
         await admin.close()
-    await migrate(with_database(infra.database_url, TEMPLATE_DB))
+    await migrate(with_database(infra.database_url, TEMPLATE_DB), system.migrations())
 
 
 async def drop_template(infra: Infrastructure) -> None:

@@ -31,6 +31,7 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import SecretStr
 
+from services import system
 from shared.db import migrate
 from shared.settings import Settings
 
@@ -92,7 +93,7 @@ async def fresh_database(database_url: str) -> str:
     finally:
         await admin.close()
     url = _with_path(database_url, f"/{BENCH_DB}")
-    await migrate(url)
+    await migrate(url, system.migrations())
     return url
 
 

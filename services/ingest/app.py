@@ -9,6 +9,7 @@ from services.ingest.adapters.http import WebhookReceiver, add_webhook_routes
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.adapters.oauth import OAuthRoutes, add_oauth_routes
 from services.ingest.handlers import SCHEMA
+from services.ingest.migrations import MIGRATIONS
 from services.ingest.sync import OrderReader, Poller
 from services.ingest.tokens import TokenCipher, cipher_from_settings
 from services.ingest.webhooks import WebhookHandler
@@ -20,6 +21,7 @@ from shared.topology import INGEST_WEBHOOKS
 
 class IngestService(Service):
     schema = SCHEMA
+    migrations = MIGRATIONS
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
+from services.ledger.migrations import MIGRATIONS
 from shared.consumer import BatchConsumer
 from shared.contracts import (
     Message,
@@ -18,6 +19,7 @@ from shared.topology import LEDGER_SALES
 
 class LedgerService(Service):
     schema = SCHEMA
+    migrations = MIGRATIONS
 
     def consumers(self) -> list[BatchConsumer]:
         ctx = self.ctx

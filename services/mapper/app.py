@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.mapper.handlers import SCHEMA, OrderHandler
+from services.mapper.migrations import MIGRATIONS
 from shared.consumer import BatchConsumer
 from shared.contracts import Message, OrderInvalid, OrderPaid, PrivacyRequest
 from shared.runtime import Service
@@ -13,6 +14,7 @@ MODELS: tuple[type[Message], ...] = (OrderPaid, OrderInvalid, PrivacyRequest)
 
 class MapperService(Service):
     schema = SCHEMA
+    migrations = MIGRATIONS
 
     def consumers(self) -> list[BatchConsumer]:
         ctx = self.ctx

@@ -18,10 +18,10 @@ import aio_pika
 import asyncpg
 import pytest
 
+from services import system
 from services.ingest.tokens import generate_key
 from services.simulator.runner import Running as Simulator
 from services.simulator.runner import start_simulator
-from shared.db import SCHEMAS, migrations_for
 from shared.messaging import declare_topology
 from tests import infra
 from tests.harness import Observer
@@ -96,7 +96,8 @@ async def test_migrate_creates_the_database_concurrently_and_repeatedly(
 ) -> None:
     url = infra.with_database(infrastructure.database_url, f"nl_cli_{uuid.uuid4().hex[:12]}")
     env = child_env(DATABASE_URL=url, LOG_LEVEL="INFO")
-    total = sum(len(migrations_for(schema)) for schema in SCHEMAS)
+    files = {r.schema: r.files() for r in system.migrations()}
+    total = sum(len(f) for f in files.values())
     try:
         first = await asyncio.gather(*(run_cli("migrate", env=env, cwd=tmp_path) for _ in range(3)))
         for result in first:
@@ -108,9 +109,9 @@ async def test_migrate_creates_the_database_concurrently_and_repeatedly(
         assert all("migration applied" not in r.stdout for r in first)
         conn = await asyncpg.connect(url)
         try:
-            for schema in SCHEMAS:
+            for schema, applied_files in files.items():
                 count = await conn.fetchval(f"SELECT count(*) FROM {schema}.schema_migrations")
-                assert count == len(migrations_for(schema)), schema
+                assert count == len(applied_files), schema
         finally:
             await conn.close()
         again = await run_cli("migrate", env=env, cwd=tmp_path)

@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from shared.db import SCHEMAS, MigrationError, migrate, migrations_for
+from services import system
+from shared.db import MigrationError, migrate
 from tests import infra
 
-TOTAL = sum(len(migrations_for(schema)) for schema in SCHEMAS)
+REGISTERED = system.migrations()
+FILES = {r.schema: r.files() for r in REGISTERED}
+TOTAL = sum(len(files) for files in FILES.values())
 
 
 @pytest.fixture
@@ -43,32 +46,26 @@ async def _applied(url: str) -> dict[str, list[str]]:
                     f"SELECT version FROM {schema}.schema_migrations ORDER BY version"
                 )
             ]
-            for schema in SCHEMAS
+            for schema in FILES
         }
     finally:
         await conn.close()
-
-
-def test_every_schema_has_migrations() -> None:
-    assert len(SCHEMAS) <= TOTAL
-    for schema in SCHEMAS:
-        assert migrations_for(schema), schema
 
 
 async def test_migrate_creates_a_missing_database(
     fresh_url: str, infrastructure: infra.Infrastructure
 ) -> None:
     assert not await _exists(infrastructure, fresh_url)
-    assert await migrate(fresh_url) == TOTAL
+    assert await migrate(fresh_url, REGISTERED) == TOTAL
     assert await _exists(infrastructure, fresh_url)
     assert await _applied(fresh_url) == {
-        schema: [m.version for m in migrations_for(schema)] for schema in SCHEMAS
+        schema: [m.version for m in files] for schema, files in FILES.items()
     }
 
 
 async def test_concurrent_migrations_apply_each_file_once(fresh_url: str) -> None:
     results = await asyncio.wait_for(
-        asyncio.gather(*(migrate(fresh_url) for _ in range(5)), return_exceptions=True),
+        asyncio.gather(*(migrate(fresh_url, REGISTERED) for _ in range(5)), return_exceptions=True),
         timeout=25,
     )
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -76,25 +73,23 @@ async def test_concurrent_migrations_apply_each_file_once(fresh_url: str) -> Non
     assert sum(r for r in results if isinstance(r, int)) == TOTAL
     conn = await asyncpg.connect(fresh_url)
     try:
-        for schema in SCHEMAS:
+        for schema, files in FILES.items():
             rows = await conn.fetch(
                 f"SELECT version, count(*) AS n FROM {schema}.schema_migrations GROUP BY version"
             )
-            assert {r["version"]: r["n"] for r in rows} == {
-                m.version: 1 for m in migrations_for(schema)
-            }, schema
+            assert {r["version"]: r["n"] for r in rows} == {m.version: 1 for m in files}, schema
     finally:
         await conn.close()
     # Repeating is a no-op.
-    assert await migrate(fresh_url) == 0
-    assert await asyncio.gather(*(migrate(fresh_url) for _ in range(3))) == [0, 0, 0]
+    assert await migrate(fresh_url, REGISTERED) == 0
+    assert await asyncio.gather(*(migrate(fresh_url, REGISTERED) for _ in range(3))) == [0, 0, 0]
 
 
 async def test_a_changed_migration_is_refused(fresh_url: str) -> None:
-    await migrate(fresh_url)
+    await migrate(fresh_url, REGISTERED)
     conn = await asyncpg.connect(fresh_url)
     try:
-        first = migrations_for("ledger")[0]
+        first = FILES["ledger"][0]
         await conn.execute(
             "UPDATE ledger.schema_migrations SET checksum = $1 WHERE version = $2",
             "0" * 64,
@@ -103,7 +98,7 @@ async def test_a_changed_migration_is_refused(fresh_url: str) -> None:
     finally:
         await conn.close()
     with pytest.raises(MigrationError, match=first.version):
-        await asyncio.wait_for(migrate(fresh_url), timeout=10)
+        await asyncio.wait_for(migrate(fresh_url, REGISTERED), timeout=10)
     # The refusal released the advisory lock: the next run answers (refusing again), not hangs.
     with pytest.raises(MigrationError):
-        await asyncio.wait_for(migrate(fresh_url), timeout=10)
+        await asyncio.wait_for(migrate(fresh_url, REGISTERED), timeout=10)
