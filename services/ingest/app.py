@@ -16,12 +16,18 @@ from services.ingest.webhooks import WebhookHandler
 from shared.consumer import BatchConsumer
 from shared.contracts import WebhookReceived
 from shared.runtime import Context, Loop, Service
+from shared.settings import Settings
 from shared.topology import INGEST_WEBHOOKS
 
 
 class IngestService(Service):
     schema = SCHEMA
     migrations = MIGRATIONS
+
+    @staticmethod
+    def check_settings(settings: Settings) -> None:
+        """Refuse to start without a usable token key, in one line, before waiting for anything."""
+        cipher_from_settings(settings)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

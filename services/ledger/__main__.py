@@ -1,5 +1,15 @@
-"""``python -m services.ledger``: run the ledger service alone."""
+"""``python -m services.ledger``: the ledger service alone, as ``nuvem-ledger run ledger`` runs it.
 
-from services.cli import main
+It loads the ledger's code and ``shared``, never another service's (nor the CLI's).
+"""
 
-raise SystemExit(main(["run", "ledger"]))
+from services.ledger.app import LedgerService
+from shared.launch import service_main
+
+
+def main() -> int:
+    return service_main("ledger", LedgerService)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

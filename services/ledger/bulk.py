@@ -84,8 +84,11 @@ async def lock_sales(conn: Conn, sale_ids: list[str]) -> dict[str, db.SaleRow]:
 
 
 async def stock_checked(conn: Conn, store_ids: set[int]) -> set[int]:
+    """The stores with the stock check on, read from the view the mapper exposes (mapper/0002)."""
+    if not store_ids:
+        return set()
     rows = await conn.fetch(
-        "SELECT store_id FROM ledger.store_settings WHERE stock_check AND store_id = ANY($1::bigint[])",
+        "SELECT store_id FROM mapper.store_settings_view WHERE stock_check AND store_id = ANY($1::bigint[])",
         list(store_ids),
     )
     return {r["store_id"] for r in rows}

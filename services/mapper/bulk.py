@@ -50,7 +50,7 @@ async def existing_sales(conn: Conn, orders: list[OrderPaid]) -> set[tuple[int, 
 
 async def stock_checked_stores(conn: Conn, store_ids: set[int]) -> set[int]:
     rows = await conn.fetch(
-        "SELECT store_id FROM ledger.store_settings WHERE stock_check AND store_id = ANY($1::bigint[])",
+        "SELECT store_id FROM mapper.store_settings WHERE stock_check AND store_id = ANY($1::bigint[])",
         list(store_ids),
     )
     return {r["store_id"] for r in rows}

@@ -29,6 +29,7 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.ledger.app import LedgerService
+from services.mapper import ops as mapper_ops
 from shared.consumer import Incoming, decode
 from shared.contracts import (
     ConfirmPayment,
@@ -221,11 +222,7 @@ class Tables(ABC):
         )
 
     async def stock_check_on(self, store_id: int) -> None:
-        await self.pool.execute(
-            "INSERT INTO ledger.store_settings (store_id, stock_check) VALUES ($1, true)"
-            " ON CONFLICT (store_id) DO UPDATE SET stock_check = true",
-            store_id,
-        )
+        await mapper_ops.set_stock_check(self.pool, store_id, on=True)
 
 
 class Rows(Tables):

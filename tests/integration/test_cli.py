@@ -293,7 +293,7 @@ async def test_catalog_and_settings(env: dict[str, str], database_url: str, tmp_
         assert stock == 5
         assert (
             await conn.fetchval(
-                "SELECT stock_check FROM ledger.store_settings WHERE store_id = $1", store
+                "SELECT stock_check FROM mapper.store_settings WHERE store_id = $1", store
             )
             is True
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from services import ops
+from services.mapper import ops
 from shared.contracts import Message, OrderInvalid, OrderPaid
 from shared.settings import Settings
 from tests import infra

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from services import ops
+from services.cli import catalog as catalog_cli
 from shared.settings import Settings
 from tests.harness import System
 from tests.integration.mapper_helpers import (
@@ -61,7 +61,7 @@ async def test_product_reuse_rule_table(system: System) -> None:
     db = pool(system)
     catalog: dict[str, str] = {}
     for n, row in enumerate(PRODUCTS):
-        added = await ops.add_product(
+        added = await catalog_cli.add_product(
             db,
             store_id=5100 + n,
             description=row.catalog,

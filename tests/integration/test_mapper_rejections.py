@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from services import ops
-from services.cliutil import CommandError
+from services.cli import catalog
+from services.mapper import ops
 from shared.messaging import Broker
+from shared.operations import OperatorError
 from shared.settings import Settings
 from tests import infra
 from tests.harness import System
@@ -206,7 +207,7 @@ async def test_retry_all_after_switching_the_check_off(system: System, cli: Cli)
 
 async def test_retries_racing_each_other_import_once(system: System) -> None:
     db = pool(system)
-    added = await ops.add_product(
+    added = await catalog.add_product(
         db, store_id=STORE, description="Luminária", price=Decimal("90"),
         sku=None, stock=0,
     )  # fmt: skip
@@ -225,7 +226,9 @@ async def test_retries_racing_each_other_import_once(system: System) -> None:
             *(ops.retry_orders(db, broker, store_id=STORE, order_id=1) for _ in range(3)),
             return_exceptions=True,
         )
-        assert all(not isinstance(r, BaseException) or isinstance(r, CommandError) for r in results)
+        assert all(
+            not isinstance(r, BaseException) or isinstance(r, OperatorError) for r in results
+        )
         assert any(not isinstance(r, BaseException) for r in results)
     finally:
         await broker.close()

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from services import ops
+from services.cli import catalog
+from services.mapper import ops
 from shared.contracts import OrderItem
 from shared.settings import Settings
 from tests import infra
@@ -107,7 +108,7 @@ async def _prepare(system: System, store_id: int, row: StockRow) -> dict[str, st
     db = pool(system)
     ids: dict[str, str] = {}
     for description, stock in row.catalog.items():
-        added = await ops.add_product(
+        added = await catalog.add_product(
             db,
             store_id=store_id,
             description=description,
@@ -215,7 +216,7 @@ async def test_stock_is_checked_per_store(system: System) -> None:
 async def test_the_setting_is_read_at_each_order(system: System) -> None:
     db = pool(system)
     store = 6300
-    added = await ops.add_product(
+    added = await catalog.add_product(
         db, store_id=store, description="Abajur", price=Decimal("70.00"), sku=None, stock=0
     )
     await ops.set_stock_check(db, store, on=True)

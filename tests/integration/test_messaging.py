@@ -17,7 +17,7 @@ from urllib.parse import quote
 import aio_pika
 import orjson
 
-from services import deadletters
+from services.cli import deadletters
 from shared.contracts import EXCHANGES, SaleConfirm
 from shared.messaging import declare_topology
 from shared.topology import QUEUES, QueueSpec

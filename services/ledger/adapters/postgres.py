@@ -111,8 +111,9 @@ async def sale_lines(conn: Conn, sale_id: str) -> list[SaleLine]:
 
 
 async def stock_check_enabled(conn: Conn, store_id: int) -> bool:
+    # The mapper owns store settings and exposes them as this view (mapper/0002).
     value = await conn.fetchval(
-        "SELECT stock_check FROM ledger.store_settings WHERE store_id = $1", store_id
+        "SELECT stock_check FROM mapper.store_settings_view WHERE store_id = $1", store_id
     )
     return bool(value)
 

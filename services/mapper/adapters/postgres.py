@@ -21,14 +21,15 @@ class DuplicateSaleError(Exception):
 
 
 async def stock_check_enabled(conn: Conn, store_id: int) -> bool:
-    # The setting belongs to the ledger (it owns stock); it exposes its table to readers.
+    # The mapper owns store settings (services/mapper/settings.py).
     value = await conn.fetchval(
-        "SELECT stock_check FROM ledger.store_settings WHERE store_id = $1", store_id
+        "SELECT stock_check FROM mapper.store_settings WHERE store_id = $1", store_id
     )
     return bool(value)
 
 
 async def on_hand(conn: Conn, store_id: int, product_ids: list[str]) -> dict[str, int]:
+    # Stock belongs to the ledger, which exposes its levels as this view (ledger/0001).
     rows = await conn.fetch(
         "SELECT product_id, on_hand FROM ledger.stock_on_hand"
         " WHERE store_id = $1 AND product_id = ANY($2::text[])",

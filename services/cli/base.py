@@ -1,17 +1,22 @@
-"""What every ``nuvem-ledger`` command shares: output (text or ``--json``), errors, the database.
+"""What every ``nuvem-ledger`` command shares: output (text or ``--json``), errors, database, broker.
 
 Commands print their result on stdout (JSON with ``--json``), keep logs on stderr, and fail with
-one line and a non-zero exit code on bad input: they raise ``CommandError`` and ``main`` prints it.
+one line and a non-zero exit code on bad input: they raise ``CommandError`` (or the owning
+service refuses with ``shared.operations.OperatorError``) and ``operator`` prints it.
+
+Each command is a handler ``(args, settings) -> exit code`` that its area module sets on its
+parser (``set_defaults(handler=...)``); ``operator`` makes one from an async function.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -19,10 +24,16 @@ import asyncpg
 
 from services import system
 from shared.db import create_pool, migrate
+from shared.logging import configure_logging
+from shared.messaging import Broker
+from shared.operations import OperatorError
 from shared.settings import Settings
 
+Handler = Callable[[argparse.Namespace, Settings], int]
+Subparsers = Any  # argparse's _SubParsersAction, which typeshed keeps private
 
-class CommandError(Exception):
+
+class CommandError(OperatorError):
     """Bad input or an impossible request: printed as one line, exit code 1."""
 
 
@@ -32,6 +43,37 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
+
+
+def group(sub: Subparsers, name: str, help_text: str) -> Subparsers:
+    """A command with actions of its own (``integration show``, ``dead list`` ...)."""
+    return sub.add_parser(name, help=help_text).add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
+
+
+def json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def operator(
+    work: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]],
+) -> Handler:
+    """An operator command: logs on stderr, a refusal as one line and exit code 1."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        fmt = "console" if settings.log_format == "console" else "json"
+        configure_logging(settings.log_level, fmt, sys.stderr)
+        try:
+            asyncio.run(work(args, settings))
+        except OperatorError as exc:
+            sys.stderr.write(f"nuvem-ledger: error: {exc}\n")
+            return 1
+        except KeyboardInterrupt:
+            return 130
+        return 0
+
+    return handler
 
 
 def _default(value: Any) -> Any:
@@ -52,8 +94,10 @@ def emit(args: argparse.Namespace, result: Any, text: Callable[[Any], str]) -> N
             sys.stdout.write(rendered.rstrip("\n") + "\n")
 
 
-def iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def rows_text(
+    rows: list[dict[str, Any]], render: Callable[[dict[str, Any]], str], empty: str
+) -> str:
+    return "\n".join(render(r) for r in rows) if rows else empty
 
 
 def parse_when(value: str) -> dt.datetime:
@@ -63,16 +107,6 @@ def parse_when(value: str) -> dt.datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date or datetime: {value!r}") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value!r}")
-    return number
 
 
 def money(value: str) -> Decimal:
@@ -97,3 +131,17 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def broker(settings: Settings) -> AsyncIterator[Broker]:
+    """A connected publisher, or a one-line error when RabbitMQ is unreachable."""
+    connected = Broker(settings.amqp_url, app_id="nuvem-ledger-cli")
+    try:
+        await connected.connect(deadline=10)
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        raise CommandError(f"broker unreachable at AMQP_URL: {exc}") from exc
+    try:
+        yield connected
+    finally:
+        await connected.close()

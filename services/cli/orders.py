@@ -1,0 +1,57 @@
+"""``nuvem-ledger orders ...``: the orders that could not become sales, through the mapper's operations.
+
+A retry sends a rejected order to the mapper again and takes its copy out of the parking queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from services.cli.base import (
+    Subparsers,
+    broker,
+    database,
+    emit,
+    group,
+    json_flag,
+    operator,
+    rows_text,
+)
+from services.mapper import ops as mapper
+from shared.settings import Settings
+
+
+def register(sub: Subparsers) -> None:
+    orders = group(sub, "orders", "orders that could not be imported")
+    rejected = orders.add_parser("rejected")
+    rejected.add_argument("--store-id", type=int)
+    rejected.set_defaults(handler=operator(_rejected))
+    json_flag(rejected)
+    retry = orders.add_parser("retry")
+    retry.add_argument("--store-id", type=int, required=True)
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("--order-id", type=int)
+    which.add_argument("--all", action="store_true")
+    retry.set_defaults(handler=operator(_retry))
+    json_flag(retry)
+
+
+async def _rejected(args: argparse.Namespace, settings: Settings) -> None:
+    async with database(settings) as pool:
+        rows = await mapper.rejected_orders(pool, args.store_id)
+    emit(
+        args,
+        rows,
+        lambda rs: rows_text(
+            rs,
+            lambda r: f"store {r['store_id']} order {r['order_id']}: {r['reason']}: {r['detail']}",
+            "no rejected orders",
+        ),
+    )
+
+
+async def _retry(args: argparse.Namespace, settings: Settings) -> None:
+    order_id = None if args.all else args.order_id
+    async with database(settings) as pool, broker(settings) as publisher:
+        rows = await mapper.retry_orders(pool, publisher, store_id=args.store_id, order_id=order_id)
+    emit(args, rows, lambda rs: f"retried {len(rs)} order(s)")

@@ -1,0 +1,167 @@
+"""Ingest's operator actions: connecting stores, switching them on and off, backfills.
+
+Ingest owns the store connections (``ingest.stores``) and the orders it announced; these are
+the only functions through which an operator (the CLI, the demo) changes them. Switching a store
+off announces ``integration.disabled`` through ingest's outbox, as the OAuth uninstall does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from services.ingest.adapters import postgres as stores
+from services.ingest.adapters.nuvemshop import NuvemshopClient
+from services.ingest.connections import Connected, connect
+from services.ingest.handlers import SCHEMA, disable_store
+from services.ingest.sync import SyncResult, backfill
+from services.ingest.tokens import TokenCipher, TokenKeyError, cipher_from_settings
+from shared.db import Executor
+from shared.messaging import Broker
+from shared.operations import OperatorError, iso
+from shared.outbox import Staged, publish_staged
+from shared.settings import Settings
+
+
+async def integrations(db: Executor, store_id: int | None = None) -> list[dict[str, Any]]:
+    """Each connected store (or the one asked for) as ingest knows it, with its announced orders."""
+    rows = await db.fetch(
+        """
+        SELECT s.store_id, s.enabled, s.disabled_reason, s.disabled_at, s.activated_at,
+               s.activated_by, s.last_synced_at, s.poll_cursor, s.paused_until,
+               (SELECT count(*) FROM ingest.orders o
+                 WHERE o.store_id = s.store_id AND o.paid_announced_at IS NOT NULL) AS announced
+        FROM ingest.stores s
+        WHERE $1::bigint IS NULL OR s.store_id = $1
+        ORDER BY s.store_id
+        """,
+        store_id,
+    )
+    return [
+        {
+            "store_id": r["store_id"],
+            "enabled": r["enabled"],
+            "disabled_reason": r["disabled_reason"],
+            "disabled_at": iso(r["disabled_at"]),
+            "activated_at": iso(r["activated_at"]),
+            "activated_by": r["activated_by"],
+            "last_synced_at": iso(r["last_synced_at"]),
+            "poll_cursor": iso(r["poll_cursor"]),
+            "paused_until": iso(r["paused_until"]),
+            "announced": r["announced"],
+        }
+        for r in rows
+    ]
+
+
+async def set_enabled(pool: asyncpg.Pool, broker: Broker, store_id: int, *, enabled: bool) -> bool:
+    """Switch a connected store on or off; returns whether it changed.
+
+    Off announces ``integration.disabled`` (reason ``switched_off``), once: switching off a store
+    that is off changes nothing and announces nothing.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        if enabled:
+            changed = await stores.set_enabled(conn, store_id, enabled=True, reason=None)
+            staged: list[Staged] = []
+        else:
+            known = await stores.load_stores(conn, [store_id])
+            changed = None if store_id not in known else known[store_id].enabled
+            staged = await disable_store(conn, store_id, "switched_off") if changed else []
+    if changed is None:
+        raise OperatorError(f"store {store_id} is not connected")
+    await publish_staged(pool, SCHEMA, broker, staged)
+    return changed
+
+
+async def switch_off(
+    pool: asyncpg.Pool, broker: Broker, store_ids: Sequence[int], reason: str = "switched_off"
+) -> list[int]:
+    """Switch several stores off (those that are on), announcing each; returns those switched."""
+    switched: list[int] = []
+    staged: list[Staged] = []
+    async with pool.acquire() as conn, conn.transaction():
+        for store_id in sorted(set(store_ids)):
+            announced = await disable_store(conn, store_id, reason)
+            if announced:
+                switched.append(store_id)
+                staged += announced
+    await publish_staged(pool, SCHEMA, broker, staged)
+    return switched
+
+
+def _client(session: aiohttp.ClientSession, settings: Settings, **options: Any) -> NuvemshopClient:
+    return NuvemshopClient(
+        session,
+        api_url=settings.nuvemshop_api_url,
+        token_header=settings.nuvemshop_token_header,
+        user_agent=settings.nuvemshop_user_agent,
+        **options,
+    )
+
+
+def _cipher(settings: Settings) -> TokenCipher:
+    try:
+        return cipher_from_settings(settings)
+    except TokenKeyError as exc:
+        raise OperatorError(str(exc)) from exc
+
+
+async def connect_store(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    store_id: int,
+    access_token: str,
+    activated_by: str,
+    activated_at: dt.datetime | None,
+) -> Connected:
+    """Connect a store without the OAuth screen: the same effects as the OAuth callback."""
+    cipher = _cipher(settings)
+    async with aiohttp.ClientSession() as session:
+        return await connect(
+            pool,
+            cipher,
+            _client(session, settings, max_retries=1),
+            store_id=store_id,
+            access_token=access_token,
+            activated_by=activated_by,
+            public_url=settings.public_url(),
+            activated_at=activated_at,
+        )
+
+
+async def backfill_store(
+    pool: asyncpg.Pool,
+    broker: Broker,
+    settings: Settings,
+    *,
+    store_id: int,
+    since: dt.datetime,
+    until: dt.datetime,
+    progress: Callable[[SyncResult, int], None] | None = None,
+) -> tuple[SyncResult, int]:
+    """Import the paid orders of an explicit (older) range; returns the result and the matches."""
+    if until <= since:
+        raise OperatorError("--until must be after --since")
+    cipher = _cipher(settings)
+    store = (await stores.load_stores(pool, [store_id])).get(store_id)
+    if store is None:
+        raise OperatorError(f"store {store_id} is not connected")
+    if not store.enabled:
+        raise OperatorError(f"store {store_id} is disabled ({store.disabled_reason})")
+    async with aiohttp.ClientSession() as session:
+        return await backfill(
+            pool,
+            broker,
+            _client(session, settings),
+            cipher,
+            store,
+            since=since,
+            until=until,
+            progress=progress,
+        )
