@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from services import system
-from shared.db import MigrationError, migrate
+from shared.db import MigrationError, SchemaMigrations, migrate
 from tests import infra
 
 REGISTERED = system.migrations()
@@ -102,3 +103,42 @@ async def test_a_changed_migration_is_refused(fresh_url: str) -> None:
     # The refusal released the advisory lock: the next run answers (refusing again), not hangs.
     with pytest.raises(MigrationError):
         await asyncio.wait_for(migrate(fresh_url, REGISTERED), timeout=10)
+
+
+def _first_files_only(tmp: Path, registration: SchemaMigrations) -> SchemaMigrations:
+    """The schema as the first release shipped it: its 0001 file alone."""
+    directory = tmp / registration.schema
+    directory.mkdir()
+    first = registration.files()[0]
+    (directory / f"{first.version}.sql").write_text(first.sql, encoding="utf-8")
+    return SchemaMigrations(registration.schema, directory, registration.after)
+
+
+@pytest.mark.parametrize("first", ["ledger", "mapper"])
+async def test_store_settings_move_to_the_mapper_whichever_schema_migrates_first(
+    fresh_url: str, tmp_path: Path, first: str
+) -> None:
+    """A database of the first release keeps its settings: mapper/0002 takes the ledger's rows."""
+    by_schema = {r.schema: r for r in REGISTERED}
+    old = [_first_files_only(tmp_path, by_schema[s]) for s in ("ingest", "ledger", "mapper")]
+    await migrate(fresh_url, old)
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        await conn.execute(
+            "INSERT INTO ledger.store_settings (store_id, stock_check) VALUES (1, true), (2, false)"
+        )
+        # Each service migrates its own schema at start, in whatever order they start.
+        second = "mapper" if first == "ledger" else "ledger"
+        await migrate(fresh_url, [by_schema[first]])
+        await migrate(fresh_url, [by_schema[second]])
+        moved = await conn.fetch(
+            "SELECT store_id, stock_check FROM mapper.store_settings ORDER BY store_id"
+        )
+        assert [tuple(r) for r in moved] == [(1, True), (2, False)]
+        view = await conn.fetch("SELECT store_id, stock_check FROM mapper.store_settings_view")
+        assert sorted(tuple(r) for r in view) == [(1, True), (2, False)]
+        assert await conn.fetchval("SELECT to_regclass('ledger.store_settings')") is None
+        assert await conn.fetchval("SELECT to_regclass('ledger.store_settings_retired')")
+    finally:
+        await conn.close()
+    assert await migrate(fresh_url, REGISTERED) == 1  # ingest's 0002 only
