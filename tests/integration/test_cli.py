@@ -422,9 +422,3 @@ async def test_bad_input_fails_with_one_line(
         line = one_line_error(result)
         assert line.startswith("nuvem-ledger"), f"{case}: {result.describe()}"
     assert "999999" in one_line_error(results[0])
-
-
-async def test_unreachable_database_fails_with_one_line(tmp_path: Path) -> None:
-    env = child_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/nuvem_ledger")
-    result = await run_cli("integration", "list", "--json", env=env, cwd=tmp_path)
-    assert "DATABASE_URL" in one_line_error(result)
