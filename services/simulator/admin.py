@@ -26,8 +26,9 @@ from services.simulator.webutil import (
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ORDER_KEYS = (
-    "paid", "customer", "products", "shipping", "shipping_owner", "discount", "payment_method",
-    "payment_status", "currency", "number", "shape", "quirks",
+    "paid", "customer", "products", "shipping", "shipments", "shipping_owner", "shipping_address",
+    "discount", "payment_method", "installments", "payment_status", "currency", "number", "shape",
+    "quirks",
 )  # fmt: skip
 
 

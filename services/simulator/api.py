@@ -35,16 +35,20 @@ from services.simulator.webutil import (
 
 VERSION = r"{version:v\d+|\d{4}-\d{2}}"
 PREFIX = f"/{VERSION}/{{store_id:\\d+}}"
+# The events of the reference's webhook table (resources/webhook). The LGPD events are not among
+# them: their URLs are set in the app's partner settings, not registered through the API.
 KNOWN_EVENTS = frozenset(
     [f"order/{e}" for e in ("created", "updated", "paid", "packed", "fulfilled", "cancelled")]
-    + [f"order/{e}" for e in ("edited", "pending", "voided", "custom_fields_updated")]
+    + [f"order/{e}" for e in ("edited", "pending", "voided", "unpacked", "custom_fields_updated")]
     + [f"app/{e}" for e in ("uninstalled", "suspended", "resumed")]
-    + [f"product/{e}" for e in ("created", "updated", "deleted")]
-    + [f"category/{e}" for e in ("created", "updated", "deleted")]
-    + [f"customer/{e}" for e in ("created", "updated", "deleted")]
-    + ["domain/updated", "theme/updated", "store/redact", "customers/redact"]
-    + ["customers/data_request", "fulfillment/updated"]
-)
+    + [f"{r}/{e}" for r in ("product", "category", "customer", "location", "order_custom_field")
+       for e in ("created", "updated", "deleted")]
+    + [f"product_variant_custom_field/{e}" for e in ("created", "updated", "deleted")]
+    + ["product_variant/custom_fields_updated", "domain/updated", "subscription/updated"]
+    + ["fulfillment/updated", "fulfillment_order/status_updated"]
+    + [f"fulfillment_order/tracking_event_{e}" for e in ("created", "updated", "deleted")]
+    + ["store/redact", "customers/redact", "customers/data_request"]
+)  # fmt: skip
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 UNAUTHORIZED = {"code": 401, "message": "Unauthorized", "description": "Invalid access token"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

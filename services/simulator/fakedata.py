@@ -29,7 +29,19 @@ CITIES = (
     ("Curitiba", "Paraná", "80020310", "Centro", "Rua XV de Novembro"),
     ("Recife", "Pernambuco", "50030230", "Boa Vista", "Rua da Aurora"),
     ("Porto Alegre", "Rio Grande do Sul", "90010150", "Centro Histórico", "Rua dos Andradas"),
+    ("São João del-Rei", "Minas Gerais", "36307352", "", "Praça Doutor Antônio Viegas"),
 )
+# Brazilian states by the name the API writes in `*_province`; fulfillment orders carry the code.
+PROVINCE_CODES = {
+    "São Paulo": "SP",
+    "Rio de Janeiro": "RJ",
+    "Minas Gerais": "MG",
+    "Paraná": "PR",
+    "Pernambuco": "PE",
+    "Rio Grande do Sul": "RS",
+}
+# The address "floor" is Brazil's complement: mostly empty, sometimes an apartment or a block.
+COMPLEMENTS = ("", "", "", "Apto 12", "Casa 2", "Bloco B, ap. 304", "Fundos")
 CATALOGUE = (
     ("Camiseta Básica Algodão", "59.90"),
     ("Caneca de Cerâmica 300ml", "39.90"),
@@ -44,13 +56,16 @@ CATALOGUE = (
     ("Caderno Pautado A5", "24.90"),
     ("Sabonete Artesanal", "12.00"),
 )
-# (gateway, gateway_name, method, card company or None, max installments)
+# (gateway, gateway_name, method, card company or None, max installments). An order created
+# through the API without a gateway reads `not-provided`, an empty `gateway_name` and no method.
 GATEWAYS = (
     ("nuvempago", "Pago Nube", "pix", None, 1),
     ("mercadopago", "Mercado Pago", "credit_card", "visa", 6),
     ("mercadopago", "Mercado Pago", "credit_card", "mastercard", 12),
     ("pagseguro", "PagSeguro", "boleto", None, 1),
+    ("pagarme", "Pagar.me", "debit_card", "elo", 1),
     ("offline", "Transferência Bancária", "custom", None, 1),
+    ("not-provided", "", None, None, 1),
 )
 SHIPPING_OPTIONS = (
     (Decimal("0.00"), Decimal("18.40"), "Correios", "PAC"),
@@ -99,6 +114,23 @@ def _slug(text: str) -> str:
     return "".join(ch for ch in text.translate(table).lower() if ch.isalnum() or ch == ".")
 
 
+def make_address(rng: random.Random) -> dict[str, Any]:
+    """A Brazilian address with the API's parts: street, number, floor (the complement),
+    locality (the neighbourhood, sometimes empty), city, province (the state's name), zipcode
+    and country code."""
+    city, province, zipcode, locality, street = rng.choice(CITIES)
+    return {
+        "street": street,
+        "number": rng.choice((str(rng.randrange(1, 2000)), str(rng.randrange(1, 200)), "S/N")),
+        "floor": rng.choice(COMPLEMENTS),
+        "locality": locality,
+        "city": city,
+        "province": province,
+        "zipcode": zipcode,
+        "country": "BR",
+    }
+
+
 def make_customer(rng: random.Random, customer_id: int) -> dict[str, Any]:
     """A buyer profile: a person (CPF) most of the time, a company (CNPJ) about a fifth of it."""
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
@@ -115,14 +147,17 @@ def make_customer(rng: random.Random, customer_id: int) -> dict[str, Any]:
         "business_name": f"{last} {rng.choice(BUSINESS_SUFFIXES)}" if company else "",
         "document_type": "cnpj" if company else "cpf",
         "customer_type": "company" if company else "individual",
-        "address": rng.choice(CITIES),
+        "address": make_address(rng),
     }
 
 
 def apply_customer_spec(base: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
     """Overrides over a generated profile, kept coherent: a given name also renames the e-mail,
-    and a 14-character identification (punctuation aside) makes the buyer a company."""
+    a 14-character identification (punctuation aside) makes the buyer a company, and a given
+    `address` replaces only the parts it names."""
     customer = {**base, **spec}
+    if isinstance(spec.get("address"), Mapping):
+        customer["address"] = {**base["address"], **spec["address"]}
     if "name" in spec and "email" not in spec:
         first, _, rest = str(spec["name"]).strip().partition(" ")
         local = f"{_slug(first) or 'cliente'}.{_slug(rest.replace(' ', '')) or 'nuvem'}"

@@ -179,15 +179,20 @@ def present(
     fulfillment: bool,
     with_customer: bool,
 ) -> dict[str, Any]:
-    """The order as served: field selection, customer scope, fulfillment aggregate."""
+    """The order as served: field selection, customer scope, fulfillment aggregate.
+
+    A 2025-03 order lists its fulfillment order ids in `fulfillments`; the aggregate puts the
+    full objects there instead. A legacy (v1) order has no fulfillment orders to aggregate.
+    """
     body = record.body
-    if fields is None and not fulfillment and with_customer:
+    detailed = fulfillment and record.shape != "v1"
+    if fields is None and not detailed and with_customer:
         return body
     out = {
         key: value
         for key, value in body.items()
         if (fields is None or key in fields) and (with_customer or key != "customer")
     }
-    if fulfillment:
-        out["fulfillment_orders"] = record.fulfillment_orders()
+    if detailed and "fulfillments" in out:
+        out["fulfillments"] = record.fulfillment_orders()
     return out

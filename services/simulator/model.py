@@ -1,7 +1,7 @@
 """Plain records the simulator state is made of: a store (token, suspension, scopes, webhooks,
 bucket, counters, orders), an order record (the API JSON plus what the simulator needs to filter
-and to build fulfillment orders: parsed timestamps and the shipping figures as Decimal), a
-registered webhook, and the event announced to the webhook dispatcher.
+and to build fulfillment orders: parsed timestamps and the order's shipments), a registered
+webhook, and the event announced to the webhook dispatcher.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from services.simulator.bucket import LeakyBucket
-from services.simulator.orders import Shape, fulfillment_orders
+from services.simulator.fulfillment import Shipment, render_fulfillments
+from services.simulator.orders import Shape
 from services.simulator.timefmt import format_ts
 
 
@@ -86,10 +86,7 @@ class OrderRecord:
     created: dt.datetime
     updated: dt.datetime
     shape: Shape
-    shipping: Decimal
-    shipping_owner: Decimal
-    carrier: str
-    option: str
+    shipments: list[Shipment]
 
     @property
     def id(self) -> int:
@@ -97,14 +94,8 @@ class OrderRecord:
         return int(self.body["id"])
 
     def fulfillment_orders(self) -> list[dict[str, Any]]:
-        """The `fulfillment_orders` aggregate for this order as it stands."""
-        return fulfillment_orders(
-            self.body,
-            shipping=self.shipping,
-            shipping_owner=self.shipping_owner,
-            carrier=self.carrier,
-            option=self.option,
-        )
+        """The `aggregates=fulfillment_orders` details of this order as it stands."""
+        return render_fulfillments(self.body, self.shipments)
 
 
 @dataclass

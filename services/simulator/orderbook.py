@@ -12,7 +12,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -24,6 +24,7 @@ from services.simulator.fakedata import (
     catalogue_line,
     make_customer,
 )
+from services.simulator.fulfillment import Shipment, ulid
 from services.simulator.model import OrderRecord, Store, WebhookEvent
 from services.simulator.orders import Draft, Shape, money, render, subtotal_of, to_decimal
 from services.simulator.timefmt import Clock, format_ts, to_utc_second
@@ -31,6 +32,7 @@ from services.simulator.timefmt import Clock, format_ts, to_utc_second
 Amount = Decimal | int | str
 LINE_ID_BASE = 2**32 + 1_069_053_829
 REUSE_KEYS = ("id", "identification", "email")  # a buyer seen before keeps their customer id
+PAID_STATUSES = frozenset(("paid", "partially_refunded"))  # statuses that carry a `paid_at`
 LINE_KEYS = frozenset(("name", "price", "quantity", "sku", "barcode", "product_id", "variant_id"))
 
 
@@ -116,6 +118,64 @@ class OrderBook(ABC):
             lines.append(line)
         return lines
 
+    def _shipments(
+        self,
+        lines: list[dict[str, Any]],
+        shipping: Amount | None,
+        shipments: Sequence[Amount] | None,
+        shipping_owner: Amount | None,
+    ) -> list[Shipment]:
+        """The order's fulfillment orders: one (a random option, or `shipping`), or one per
+        amount of `shipments`, the lines dealt out among them in turn."""
+        if shipments is not None:
+            costs = [to_decimal(cost) for cost in shipments]
+            if not 1 <= len(costs) <= len(lines):
+                raise ValueError("shipments: between one and as many as the order has lines")
+            option = (costs[0], Decimal(0), "Correios", "PAC")
+        else:
+            option = self.rng.choice(SHIPPING_OPTIONS)
+            if shipping is not None:
+                option = (to_decimal(shipping), Decimal(0), "Correios", "PAC")
+            costs = [option[0]]
+        owner = to_decimal(shipping_owner) if shipping_owner is not None else option[1]
+        made = [
+            Shipment(
+                id=ulid(self.rng.getrandbits(110)),
+                consumer_cost=cost,
+                merchant_cost=owner if index == 0 else Decimal(0),
+                carrier=option[2],
+                option=option[3],
+            )
+            for index, cost in enumerate(costs)
+        ]
+        for index in range(len(lines)):
+            made[index % len(made)].lines.append(index)
+        return made
+
+    def _payment(
+        self,
+        lines: list[dict[str, Any]],
+        payment_method: str | None,
+        installments: int | None,
+        discount: Amount | None,
+    ) -> tuple[tuple[str, str, str | None, str | None, int], int, Decimal]:
+        """The gateway, the number of installments and the discount (5% off by pix)."""
+        gateways = [g for g in GATEWAYS if payment_method in (None, g[2])] or list(GATEWAYS)
+        gateway = self.rng.choice(gateways)
+        count = installments if installments is not None else self.rng.randint(1, gateway[4])
+        if discount is not None:
+            return gateway, count, to_decimal(discount)
+        pix_off = (subtotal_of(lines) * Decimal("0.05")).quantize(Decimal("0.01"))
+        return gateway, count, pix_off if gateway[2] == "pix" else Decimal(0)
+
+    def _destination(
+        self, customer: dict[str, Any], spec: Mapping[str, Any] | Literal[False] | None
+    ) -> dict[str, Any] | None:
+        """The shipping address: the buyer's, with `spec`'s parts over it; False for none."""
+        if spec is False:
+            return None
+        return {**customer["address"], **(spec or {})}
+
     def add_order(
         self,
         store_id: int,
@@ -126,9 +186,12 @@ class OrderBook(ABC):
         customer: Mapping[str, Any] | None = None,
         products: Sequence[Mapping[str, Any]] | None = None,
         shipping: Amount | None = None,
+        shipments: Sequence[Amount] | None = None,
         shipping_owner: Amount | None = None,
+        shipping_address: Mapping[str, Any] | Literal[False] | None = None,
         discount: Amount | None = None,
         payment_method: str | None = None,
+        installments: int | None = None,
         payment_status: str | None = None,
         currency: str = "BRL",
         number: int | None = None,
@@ -141,44 +204,38 @@ class OrderBook(ABC):
         stored dict (faster; editing it edits the order).
 
         `customer` and each of `products` are partial overrides over generated data (a product
-        needs at least `name` and `price`). Announces `order/created`, and `order/paid` too when
-        created paid, unless `notify` is False.
+        needs at least `name` and `price`; a customer's `address` is the billing address);
+        `shipping_address` overrides parts of the buyer's address for delivery, or is False for
+        an order without one; `shipments` splits the order into fulfillment orders, one per
+        consumer shipping cost. Announces `order/created`, and `order/paid` too when created
+        paid, unless `notify` is False.
         """
         store = self.store(store_id)
         created = to_utc_second(created_at) if created_at else self.now()
         lines = self._lines(products)
-        option = self.rng.choice(SHIPPING_OPTIONS)
-        if shipping is not None:
-            option = (to_decimal(shipping), Decimal(0), "Correios", "PAC")
-        owner = to_decimal(shipping_owner) if shipping_owner is not None else option[1]
-        gateways = [g for g in GATEWAYS if payment_method in (None, g[2])] or list(GATEWAYS)
-        gateway = self.rng.choice(gateways)
-        if discount is None:
-            pix_off = (subtotal_of(lines) * Decimal("0.05")).quantize(Decimal("0.01"))
-            discount_value = pix_off if gateway[2] == "pix" else Decimal(0)
-        else:
-            discount_value = to_decimal(discount)
+        gateway, count, discount_value = self._payment(
+            lines, payment_method, installments, discount
+        )
         status = payment_status or ("paid" if paid else "pending")
         paid_moment = None
-        if status == "paid":
+        if status in PAID_STATUSES:
             paid_moment = to_utc_second(paid_at) if paid_at else created
         if number is None:
             number = store.next_number
         store.next_number = max(store.next_number, number) + 1
+        buyer = self._customer(store, customer)
         draft = Draft(
             order_id=self._next_order_id,
             store_id=store_id,
             number=number,
             created_at=created,
-            customer=self._customer(store, customer),
+            customer=buyer,
             lines=lines,
-            shipping=option[0],
-            shipping_owner=owner,
-            carrier=option[2],
-            option=option[3],
+            shipments=self._shipments(lines, shipping, shipments, shipping_owner),
             discount=discount_value,
             gateway=gateway,
-            installments=self.rng.randint(1, gateway[4]),
+            installments=count,
+            destination=self._destination(buyer, shipping_address),
             currency=currency,
             payment_status=status,
             paid_at=paid_moment,
@@ -187,9 +244,7 @@ class OrderBook(ABC):
         )
         self._next_order_id += self.rng.randrange(1, 7)
         body = render(self.rng, draft)
-        record = OrderRecord(
-            body, created, created, draft.shape, option[0], owner, option[2], option[3]
-        )
+        record = OrderRecord(body, created, created, draft.shape, draft.shipments)
         store.add(record)
         if notify:
             self.emit(store_id, "order/created", record.id)

@@ -19,7 +19,7 @@ from typing import Any
 from services.simulator.bucket import LeakyBucket
 from services.simulator.model import Store, Webhook, WebhookEvent
 from services.simulator.orderbook import OrderBook
-from services.simulator.orders import SHAPES, Shape
+from services.simulator.orders import DEFAULT_SHAPE, SHAPES, Shape
 from services.simulator.timefmt import Clock, utc_now
 
 DEFAULT_SCOPES = "read_orders,read_customers,read_products,write_webhooks"
@@ -80,11 +80,14 @@ class SimState(OrderBook):
         token: str | None = None,
         *,
         scopes: str = DEFAULT_SCOPES,
-        shape: str = "v1",
+        shape: str = DEFAULT_SHAPE,
         bucket_size: int | None = None,
         leak_per_s: float | None = None,
     ) -> str:
-        """Create an installed store and return its access token (generated unless given)."""
+        """Create an installed store and return its access token (generated unless given).
+
+        `shape` is the order shape its API serves: `2025-03` (shipping only in the fulfillment
+        orders) or `v1` (the legacy order-level shipping fields)."""
         if store_id is None:
             store_id = self.new_store_id()
         if store_id in self.stores:
@@ -145,7 +148,8 @@ class SimState(OrderBook):
         store = self.store(store_id)
         self.revoke_token(store_id)
         store.installed = False
-        self.emit(store_id, "app/uninstalled", store_id)
+        # The reference: the `id` of an app/uninstalled webhook is the app's id.
+        self.emit(store_id, "app/uninstalled", int(self.app_id) if self.app_id.isdigit() else 0)
         store.webhooks.clear()
 
     def suspend(self, store_id: int, on: bool = True) -> None:
