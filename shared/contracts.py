@@ -87,12 +87,36 @@ class Part(BaseModel):
 # --- ingest.events ---------------------------------------------------------------------------
 
 
+class Address(Part):
+    """A postal address as the store order gives it; any part may be missing."""
+
+    street: str | None = None
+    number: str | None = None
+    complement: str | None = None
+    locality: str | None = None  # the neighbourhood (bairro)
+    city: str | None = None
+    state: str | None = None
+    zipcode: str | None = None
+    country: str | None = None
+
+
+class StorePayment(Part):
+    """What the buyer paid the store with: information for the reviewer, not the sale's payment."""
+
+    method: str | None = None  # payment_details.method: credit_card, pix, boleto, ...
+    gateway: str | None = None  # gateway_name, else gateway
+    card_company: str | None = None
+    installments: int | None = None
+
+
 class OrderCustomer(Part):
     name: str | None = None
     document: str | None = None
     email: str | None = None
     mobile_phone: str | None = None
     business_phone: str | None = None
+    # Added (SPEC §8.3): the billing address, or None.
+    address: Address | None = None
 
 
 class OrderItem(Part):
@@ -120,6 +144,20 @@ class OrderPaid(Message):
     items: list[OrderItem]
     # Added to the contract: the ERP user who activated the integration (the sale's seller).
     activated_by: str | None = None
+    # Added (SPEC §8.2, §8.3); optional so that messages published before them still read.
+    store_payment: StorePayment | None = None
+    shipping_address: Address | None = None
+
+
+class OrderPartiallyRefunded(Message):
+    """Added (SPEC §8.6): an announced order whose payment was partly refunded, once."""
+
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "order.partially_refunded"
+
+    store_id: int
+    order_id: int
+    noted_at: Timestamp
 
 
 class OrderCancelled(Message):
@@ -349,6 +387,7 @@ EXCHANGES: tuple[str, ...] = ("ingest.events", "mapper.events", "ledger.events",
 ALL_MESSAGES: tuple[type[Message], ...] = (
     OrderPaid,
     OrderCancelled,
+    OrderPartiallyRefunded,
     OrderInvalid,
     IntegrationDisabled,
     WebhookReceived,

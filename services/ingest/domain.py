@@ -24,7 +24,24 @@ from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 
-from shared.contracts import OrderCancelled, OrderCustomer, OrderItem, OrderPaid
+from services.ingest import orderfacts
+from services.ingest.reading import (
+    MalformedOrder,
+    decimal_of,
+    first_text,
+    money_of,
+    object_of,
+    quote,
+    read_id,
+    text_of,
+)
+from shared.contracts import (
+    OrderCancelled,
+    OrderCustomer,
+    OrderItem,
+    OrderPaid,
+    OrderPartiallyRefunded,
+)
 
 __all__ = [
     "APP_UNINSTALLED",
@@ -38,6 +55,7 @@ __all__ = [
     "order_state",
     "parse_order_cancelled",
     "parse_order_paid",
+    "parse_order_partially_refunded",
     "parse_timestamp",
     "parse_webhook",
     "verify_signature",
@@ -47,28 +65,11 @@ ORDER_EVENTS: Final = frozenset({"order/paid", "order/updated", "order/cancelled
 LGPD_EVENTS: Final = frozenset({"store/redact", "customers/redact", "customers/data_request"})
 APP_UNINSTALLED: Final = "app/uninstalled"
 
-# Ids end up in PostgreSQL bigint columns; anything wider is not an id we can keep.
-_MAX_ID: Final = 2**63 - 1
-# Quoted values are cut so that a hostile or broken payload cannot flood a log line.
-_QUOTE_LIMIT: Final = 40
-
 _TIMESTAMP = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)"
     r"(?P<offset>Z|[+-]\d{2}:?\d{2})?",
     re.ASCII,
 )
-# Nineteen digits hold any bigint; longer strings are refused before int() has to parse them.
-_DIGITS = re.compile(r"\d{1,19}", re.ASCII)
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
-
-
-class MalformedOrder(ValueError):  # noqa: N818 -- the name other services catch
-    """An order the API returned that cannot be read; ``detail`` says which field and why."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.detail = f"{field}: {problem}"
-        super().__init__(self.detail)
 
 
 class InvalidWebhook(ValueError):  # noqa: N818 -- the name other services catch
@@ -79,6 +80,7 @@ class OrderState(StrEnum):
     """What an order's status fields mean for the import."""
 
     PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
     CANCELLED = "cancelled"
     NOT_PAID = "not_paid"
 
@@ -93,11 +95,6 @@ class Webhook:
 
 
 # --- small readers ---------------------------------------------------------------------------
-
-
-def _quote(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _QUOTE_LIMIT else text[: _QUOTE_LIMIT - 3] + "..."
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -117,168 +114,79 @@ def parse_timestamp(value: object) -> datetime:
         return _as_utc(value)
     if not isinstance(value, str):
         # ValueError, not TypeError: callers catch one error for any unreadable timestamp.
-        raise ValueError(f"not a timestamp: {_quote(value)}")  # noqa: TRY004
+        raise ValueError(f"not a timestamp: {quote(value)}")  # noqa: TRY004
     match = _TIMESTAMP.fullmatch(value.strip())
     if match is None:
-        raise ValueError(f"not a timestamp (expected ISO 8601 date and time): {_quote(value)}")
+        raise ValueError(f"not a timestamp (expected ISO 8601 date and time): {quote(value)}")
     offset = match["offset"] or ""
     if offset not in {"", "Z"} and ":" not in offset:
         offset = f"{offset[:3]}:{offset[3:]}"
     try:
         moment = datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
     except ValueError as exc:
-        raise ValueError(f"not a valid timestamp: {_quote(value)} ({exc})") from None
+        raise ValueError(f"not a valid timestamp: {quote(value)} ({exc})") from None
     return _as_utc(moment)
-
-
-def _read_id(value: object) -> int | None:
-    """A positive id from an integer or a string of ASCII digits; ``None`` if it is neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        value = int(value.strip())
-    if isinstance(value, int) and 0 < value <= _MAX_ID:
-        return value
-    return None
 
 
 def _required_id(raw: Mapping[str, Any], field: str) -> int:
     if field not in raw or raw[field] is None:
         raise MalformedOrder(field, "missing")
-    result = _read_id(raw[field])
+    result = read_id(raw[field])
     if result is None:
-        raise MalformedOrder(field, f"not a positive integer id: {_quote(raw[field])}")
+        raise MalformedOrder(field, f"not a positive integer id: {quote(raw[field])}")
     return result
-
-
-def _decimal(value: object, field: str) -> Decimal:
-    if isinstance(value, Decimal):
-        number = value
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        # A float goes through its shortest repr: 0.1 stays 0.1, never 0.1000000000000000055...
-        number = Decimal(repr(value))
-    elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        # The pattern first: Decimal() alone would also take "1_000", "NaN" or non-ASCII digits.
-        number = Decimal(value.strip())
-    else:
-        raise MalformedOrder(field, f"not a number: {_quote(value)}")
-    if not number.is_finite():
-        raise MalformedOrder(field, f"not a finite number: {_quote(value)}")
-    return number
-
-
-def _money(value: object, field: str) -> Decimal:
-    amount = _decimal(value, field)
-    if amount < 0:
-        raise MalformedOrder(field, f"negative amount: {_quote(value)}")
-    return amount
 
 
 def _optional_money(raw: Mapping[str, Any], field: str) -> Decimal:
     value = raw.get(field)
-    return Decimal(0) if value is None else _money(value, field)
+    return Decimal(0) if value is None else money_of(value, field)
 
 
 def _required_money(raw: Mapping[str, Any], field: str) -> Decimal:
     if raw.get(field) is None:
         raise MalformedOrder(field, "missing")
-    return _money(raw[field], field)
+    return money_of(raw[field], field)
 
 
 def _quantity(value: object, field: str) -> int:
     if value is None:
         raise MalformedOrder(field, "missing")
-    number = _decimal(value, field)
+    number = decimal_of(value, field)
     # "2.0" is a whole number written oddly; "1.5" is not a quantity of anything we can stock.
     if number != number.to_integral_value() or number <= 0:
-        raise MalformedOrder(field, f"not a positive whole number: {_quote(value)}")
+        raise MalformedOrder(field, f"not a positive whole number: {quote(value)}")
     return int(number)
-
-
-def _text(value: object) -> str | None:
-    """Free text such as a name or phone: trimmed, blank as missing, numbers as their digits.
-
-    Other shapes count as missing rather than breaking the order, because SPEC §3 imports an
-    order even when its customer data is incomplete (the mapper warns about what is missing).
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return value.strip() or None
-    return None
-
-
-def _first_text(*values: object) -> str | None:
-    for value in values:
-        text = _text(value)
-        if text is not None:
-            return text
-    return None
-
-
-def _object(value: object, field: str) -> Mapping[str, Any]:
-    """A nested JSON object; absent, null and PHP's empty array ``[]`` all read as empty."""
-    if value is None or (isinstance(value, list) and not value):
-        return {}
-    if not isinstance(value, Mapping):
-        # The type only: a misplaced value here could be a customer's document.
-        raise MalformedOrder(field, f"not an object but {type(value).__name__}")
-    return value
 
 
 # --- orders ----------------------------------------------------------------------------------
 
 
-def _shipping(raw: Mapping[str, Any]) -> Decimal:
-    """Shipping charged to the buyer: v1's order field, else 2025-03's fulfillment orders."""
-    if raw.get("shipping_cost_customer") is not None:
-        return _money(raw["shipping_cost_customer"], "shipping_cost_customer")
-    fulfillment_orders = raw.get("fulfillment_orders")
-    if fulfillment_orders is None:
-        return Decimal(0)
-    if not isinstance(fulfillment_orders, list):
-        kind = type(fulfillment_orders).__name__
-        raise MalformedOrder("fulfillment_orders", f"not a list but {kind}")
-    total = Decimal(0)
-    for index, fulfillment in enumerate(fulfillment_orders):
-        where = f"fulfillment_orders[{index}]"
-        shipping = _object(_object(fulfillment, where).get("shipping"), f"{where}.shipping")
-        cost = _object(shipping.get("consumer_cost"), f"{where}.shipping.consumer_cost")
-        # A fulfillment without a consumer cost (a pickup, say) charges the buyer nothing.
-        if cost.get("value") is not None:
-            total += _money(cost["value"], f"{where}.shipping.consumer_cost.value")
-    return total
-
-
 def _customer(raw: Mapping[str, Any]) -> OrderCustomer:
     # Without the read_customers scope the order has no customer object: the contact_* fields
     # of the order itself are then the only source.
-    customer = _object(raw.get("customer"), "customer")
+    customer = object_of(raw.get("customer"), "customer")
     return OrderCustomer(
-        name=_first_text(customer.get("name"), raw.get("contact_name"), raw.get("billing_name")),
-        document=_first_text(customer.get("identification"), raw.get("contact_identification")),
-        email=_first_text(customer.get("email"), raw.get("contact_email")),
-        mobile_phone=_first_text(raw.get("contact_phone"), customer.get("phone")),
-        business_phone=_text(raw.get("billing_phone")),
+        name=first_text(customer.get("name"), raw.get("contact_name"), raw.get("billing_name")),
+        document=first_text(customer.get("identification"), raw.get("contact_identification")),
+        email=first_text(customer.get("email"), raw.get("contact_email")),
+        mobile_phone=first_text(raw.get("contact_phone"), customer.get("phone")),
+        business_phone=text_of(raw.get("billing_phone")),
+        address=orderfacts.billing_address_of(raw, customer),
     )
 
 
 def _item(product: object, where: str) -> OrderItem:
-    line = _object(product, where)
-    name = _text(line.get("name"))
+    line = object_of(product, where)
+    name = text_of(line.get("name"))
     if name is None:
         raise MalformedOrder(f"{where}.name", "missing or blank")
     if line.get("price") is None:
         raise MalformedOrder(f"{where}.price", "missing")
     return OrderItem(
         name=name,
-        sku=_text(line.get("sku")),
+        sku=text_of(line.get("sku")),
         quantity=_quantity(line.get("quantity"), f"{where}.quantity"),
-        unit_price=_money(line["price"], f"{where}.price"),
+        unit_price=money_of(line["price"], f"{where}.price"),
     )
 
 
@@ -320,7 +228,7 @@ def _order_number(raw: Mapping[str, Any]) -> int | None:
 def _currency(raw: Mapping[str, Any]) -> str:
     value = raw.get("currency")
     if not isinstance(value, str) or not value.strip():
-        raise MalformedOrder("currency", f"missing or not a code: {_quote(value)}")
+        raise MalformedOrder("currency", f"missing or not a code: {quote(value)}")
     return value.strip().upper()
 
 
@@ -336,25 +244,33 @@ def parse_order_paid(raw: Mapping[str, Any], *, activated_by: str | None) -> Ord
     Raises ``MalformedOrder`` for the first field that cannot be read.
     """
     order = _mapping(raw)
-    fields = {
+    subtotal = _required_money(order, "subtotal")
+    discount = _optional_money(order, "discount")
+    total = _required_money(order, "total")
+    shipping = orderfacts.shipping_of(order)
+    if shipping is None:
+        shipping = orderfacts.shipping_without_figure(subtotal, discount, total)
+    fields: dict[str, Any] = {
         "store_id": _required_id(order, "store_id"),
         "order_id": _required_id(order, "id"),
         "order_number": _order_number(order),
         "created_at": _required_timestamp(order, "created_at"),
         "paid_at": _timestamp(order, "paid_at"),
         "currency": _currency(order),
-        "subtotal": _required_money(order, "subtotal"),
-        "discount": _optional_money(order, "discount"),
-        "shipping": _shipping(order),
-        "total": _required_money(order, "total"),
+        "subtotal": subtotal,
+        "discount": discount,
+        "shipping": shipping,
+        "total": total,
         "customer": _customer(order),
         "items": _items(order),
         "activated_by": activated_by,
+        "store_payment": orderfacts.store_payment_of(order),
+        "shipping_address": orderfacts.shipping_address_of(order),
     }
     return _build(OrderPaid, fields)
 
 
-_Message = TypeVar("_Message", OrderPaid, OrderCancelled)
+_Message = TypeVar("_Message", OrderPaid, OrderCancelled, OrderPartiallyRefunded)
 
 
 def _build(model: type[_Message], fields: dict[str, Any]) -> _Message:
@@ -374,9 +290,11 @@ def _status(raw: Mapping[str, Any], field: str) -> str:
 
 
 def order_state(raw: Mapping[str, Any]) -> OrderState:
-    """Classify an order: paid (import it), cancelled (reverse it) or not yet paid (wait).
+    """Classify an order: paid (import it), partially refunded (import it if it was not, and note
+    the refund), cancelled (reverse it) or not yet paid (wait).
 
-    A partial refund leaves the sale standing: only a full refund or a void undoes it.
+    A partial refund leaves the sale standing: only a full refund or a void undoes it. A
+    ``partially_paid`` order is not paid: it waits until its payment status is ``paid``.
     """
     status = _status(raw, "status")
     payment_status = _status(raw, "payment_status")
@@ -384,6 +302,8 @@ def order_state(raw: Mapping[str, Any]) -> OrderState:
         return OrderState.CANCELLED
     if payment_status == "paid":
         return OrderState.PAID
+    if payment_status == "partially_refunded":
+        return OrderState.PARTIALLY_REFUNDED
     return OrderState.NOT_PAID
 
 
@@ -400,7 +320,7 @@ def is_importable(raw_created_at: object, activated_at: datetime) -> bool:
 
 
 def _cancel_reason(raw: Mapping[str, Any]) -> str:
-    reason = _text(raw.get("cancel_reason"))
+    reason = text_of(raw.get("cancel_reason"))
     if reason is not None:
         return reason
     payment_status = _status(raw, "payment_status")
@@ -423,13 +343,30 @@ def parse_order_cancelled(raw: Mapping[str, Any], *, now: datetime) -> OrderCanc
     return _build(OrderCancelled, fields)
 
 
+def parse_order_partially_refunded(
+    raw: Mapping[str, Any], *, now: datetime
+) -> OrderPartiallyRefunded:
+    """Build the ``order.partially_refunded`` message: which order, and when it was noted (the
+    order's ``updated_at``, else ``now``).
+
+    Raises ``MalformedOrder`` for ids or timestamps that cannot be read.
+    """
+    order = _mapping(raw)
+    fields = {
+        "store_id": _required_id(order, "store_id"),
+        "order_id": _required_id(order, "id"),
+        "noted_at": _timestamp(order, "updated_at") or _as_utc(now),
+    }
+    return _build(OrderPartiallyRefunded, fields)
+
+
 # --- webhooks --------------------------------------------------------------------------------
 
 
 def _webhook_id(value: object, field: str) -> int:
-    result = _read_id(value)
+    result = read_id(value)
     if result is None:
-        raise InvalidWebhook(f"{field}: not a positive integer id: {_quote(value)}")
+        raise InvalidWebhook(f"{field}: not a positive integer id: {quote(value)}")
     return result
 
 
@@ -447,7 +384,7 @@ def parse_webhook(body: bytes) -> Webhook:
         raise InvalidWebhook(f"body is not a JSON object: {type(decoded).__name__}")
     event = decoded.get("event")
     if not isinstance(event, str) or not event.strip():
-        raise InvalidWebhook(f"event: missing or not a name: {_quote(event)}")
+        raise InvalidWebhook(f"event: missing or not a name: {quote(event)}")
     if decoded.get("store_id") is None:
         raise InvalidWebhook("store_id: missing")
     store_id = _webhook_id(decoded["store_id"], "store_id")

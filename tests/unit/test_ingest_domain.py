@@ -227,33 +227,6 @@ def test_parse_timestamp_refuses_other_values(value: object) -> None:
         parse_timestamp(value)
 
 
-# --- shipping --------------------------------------------------------------------------------
-
-
-def fulfillment(value: object) -> dict[str, Any]:
-    return {"id": "01H", "shipping": {"consumer_cost": {"value": value, "currency": "BRL"}}}
-
-
-@pytest.mark.parametrize(
-    ("changes", "expected"),
-    [
-        ({"shipping_cost_customer": "25.50", "shipping_cost_owner": "30.00"}, "25.50"),
-        ({"shipping_cost_customer": 0}, "0"),
-        ({"fulfillment_orders": [fulfillment("10.00")]}, "10.00"),
-        ({"fulfillment_orders": [fulfillment("10.00"), fulfillment(5.5)]}, "15.50"),
-        ({"fulfillment_orders": [fulfillment("10.00"), {"id": "pickup", "shipping": None}]}, "10"),
-        ({"fulfillment_orders": [{"shipping": {"consumer_cost": None}}]}, "0"),
-        ({"fulfillment_orders": []}, "0"),
-        # v1's field wins when both shapes are present.
-        ({"shipping_cost_customer": "7.00", "fulfillment_orders": [fulfillment("99")]}, "7.00"),
-        ({"shipping_cost_customer": None, "fulfillment_orders": [fulfillment("8.25")]}, "8.25"),
-        ({}, "0"),
-    ],
-)
-def test_shipping_charged_to_buyer(changes: dict[str, Any], expected: str) -> None:
-    assert parse_order_paid(paid_order(**changes), activated_by=None).shipping == Decimal(expected)
-
-
 # --- customer fallbacks ----------------------------------------------------------------------
 
 
@@ -383,7 +356,11 @@ def without(field: str) -> dict[str, Any]:
         (paid_order(paid_at="soon"), "paid_at", "soon"),
         (paid_order(currency=None), "currency", "None"),
         (without("total"), "total", "missing"),
-        (paid_order(fulfillment_orders=[fulfillment("free")]), "consumer_cost.value", "'free'"),
+        (
+            paid_order(fulfillment_orders=[{"shipping": {"consumer_cost": {"value": "free"}}}]),
+            "consumer_cost.value",
+            "'free'",
+        ),
         (paid_order(fulfillment_orders="none"), "fulfillment_orders", "str"),
     ],
 )
@@ -434,7 +411,7 @@ def test_long_values_are_cut_in_details() -> None:
     [
         ("open", "paid", OrderState.PAID),
         ("closed", "paid", OrderState.PAID),
-        ("open", "partially_refunded", OrderState.NOT_PAID),
+        ("open", "partially_refunded", OrderState.PARTIALLY_REFUNDED),
         ("cancelled", "paid", OrderState.CANCELLED),
         ("open", "voided", OrderState.CANCELLED),
         ("open", "refunded", OrderState.CANCELLED),
@@ -453,10 +430,13 @@ def test_order_state(status: str | None, payment_status: str | None, expected: O
     assert order_state({"status": status, "payment_status": payment_status}) is expected
 
 
-def test_partial_refund_neither_imports_nor_cancels() -> None:
-    # A partial refund of a paid order arrives with payment_status "partially_refunded": it is
-    # neither a new payment nor a cancellation, so nothing is imported or reversed.
-    assert order_state(paid_order(payment_status="partially_refunded")) is OrderState.NOT_PAID
+def test_partial_refund_is_noted_but_never_cancels() -> None:
+    # A partial refund of a paid order arrives with payment_status "partially_refunded": the
+    # sale stands (it is not a cancellation) and the refund is noted; a partly *paid* order is
+    # not paid yet.
+    refunded = paid_order(payment_status="partially_refunded")
+    assert order_state(refunded) is OrderState.PARTIALLY_REFUNDED
+    assert order_state(paid_order(payment_status="partially_paid")) is OrderState.NOT_PAID
     assert order_state(paid_order()) is OrderState.PAID
     assert OrderState("paid") is OrderState.PAID
 

@@ -1,6 +1,9 @@
 """The Nuvemshop (Tiendanube) API client ingest uses: orders (one, or pages of up to 200 following
 the ``Link`` header, split into narrower ``updated_at`` windows when a query would pass the
-10,000-order reach), webhooks and the OAuth code exchange. Requests carry ``<token header>: bearer
+10,000-order reach), webhooks and the OAuth code exchange. Every order read asks for
+``aggregates=fulfillment_orders`` unless told otherwise: on the 2025-03 API the shipping charged to
+the buyer is only in the fulfillment orders. JSON numbers are read as ``Decimal`` (fulfillment
+order amounts are numbers, and money is never a float here). Requests carry ``<token header>: bearer
 <token>``, a ``User-Agent`` and, with a body, ``Content-Type: application/json``; they are paced by
 one client-side leaky bucket per store (``ratelimit.LeakyBucket``) so the server never has to
 refuse them. A 429 waits and retries the same request; 5xx, connection errors and timeouts retry
@@ -17,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final, TypedDict, Unpack
 
 import aiohttp
@@ -35,6 +39,7 @@ from shared.logging import get_logger
 __all__ = [
     "MAX_PER_PAGE",
     "MAX_REACH",
+    "ORDER_AGGREGATES",
     "ApiError",
     "ApiUnavailable",
     "CredentialsRevoked",
@@ -52,6 +57,8 @@ __all__ = [
 
 MAX_PER_PAGE: Final = 200
 MAX_REACH: Final = 10_000
+# What every order read asks to be aggregated: the fulfillment orders, where 2025-03 keeps shipping.
+ORDER_AGGREGATES: Final = "fulfillment_orders"
 _MIN_WINDOW: Final = timedelta(seconds=2)
 _BODY_EXCERPT: Final = 2000
 
@@ -186,7 +193,7 @@ def _scopes(value: object) -> tuple[str, ...]:
 
 def _json(reply: Reply) -> Any:
     try:
-        return json.loads(reply.body)
+        return json.loads(reply.body, parse_float=Decimal)
     except ValueError:
         raise ApiError(reply.status, f"not JSON: {reply.text}") from None
 
@@ -272,9 +279,9 @@ class NuvemshopClient:
         token: str,
         order_id: int,
         *,
-        aggregates: str | Sequence[str] | None = None,
+        aggregates: str | Sequence[str] | None = ORDER_AGGREGATES,
     ) -> dict[str, Any] | None:
-        """One order, or None when the store has no such order (404)."""
+        """One order (with its fulfillment orders), or None when the store has none such (404)."""
         url = self._store_url(store_id, f"orders/{order_id}")
         if aggregates is not None:
             url = url.with_query(aggregates=_csv(aggregates))
@@ -297,10 +304,11 @@ class NuvemshopClient:
         created_at_max: datetime | None = None,
         since_id: int | None = None,
         fields: str | Sequence[str] | None = None,
-        aggregates: str | Sequence[str] | None = None,
+        aggregates: str | Sequence[str] | None = ORDER_AGGREGATES,
         per_page: int = MAX_PER_PAGE,
     ) -> Pages:
-        """Pages of orders matching the filters; ``async for page in ...``. Bounds are inclusive."""
+        """Pages of orders matching the filters (with their fulfillment orders unless
+        ``aggregates`` says otherwise); ``async for page in ...``. Bounds are inclusive."""
         params = _order_params(
             per_page,
             {
@@ -322,6 +330,7 @@ class NuvemshopClient:
         """How many orders match (the ``x-total-count`` of a one-order page)."""
         query["per_page"] = 1
         query["fields"] = "id"
+        query["aggregates"] = None  # a count needs no fulfillment orders
         pages = self.iter_orders(store_id, token, **query)
         await anext(pages, None)
         if pages.total_count is None:
