@@ -1,8 +1,9 @@
 """Ingest's use cases: turn fetched store orders into ``order.*`` events, exactly once.
 
 Every path that sees orders (webhooks, the poller, a backfill) ends in ``import_orders``: it
-classifies each raw order with the pure rules of ``domain``, then, in one transaction, claims the
-(store_id, order_id) rows and stages the events of the orders it claimed in the outbox. Nothing
+classifies each raw order with the pure rules of ``domain`` (paid, partially refunded, cancelled,
+malformed, or nothing to do yet), then, in one transaction, claims the (store_id, order_id) rows
+and stages the events of the orders it claimed in the outbox. Nothing
 here talks HTTP inside a transaction: orders are fetched first, written second.
 """
 
@@ -30,6 +31,7 @@ SCHEMA = "ingest"
 @dataclass
 class ImportSummary:
     paid: int = 0
+    partially_refunded: int = 0
     cancelled: int = 0
     invalid: int = 0
     skipped: int = 0
@@ -40,53 +42,73 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass
+class _Classified:
+    """Candidate events of a batch of raw orders, by order id (nothing claimed yet)."""
+
+    paid: dict[int, tuple[int | None, Envelope]] = field(default_factory=dict)
+    partially_refunded: dict[int, Envelope] = field(default_factory=dict)
+    cancelled: dict[int, Envelope] = field(default_factory=dict)
+    invalid: dict[int, tuple[str, Envelope]] = field(default_factory=dict)
+    skipped: int = 0
+
+
+def _classify(
+    store: db.StoreRecord,
+    raw: Mapping[str, Any],
+    order_id: int,
+    into: _Classified,
+    *,
+    backfill: bool,
+) -> None:
+    key = correlation(store.store_id, order_id)
+    state = domain.order_state(raw)
+    if state in (domain.OrderState.PAID, domain.OrderState.PARTIALLY_REFUNDED):
+        if not backfill and not domain.is_importable(raw.get("created_at"), store.activated_at):
+            into.skipped += 1
+            return
+        # A partly refunded order was paid: it is imported like any paid order (once), and the
+        # refund is noted on top of it.
+        event = domain.parse_order_paid(raw, activated_by=store.activated_by)
+        env = envelope(event, message_id=f"order.paid:{key}", correlation_id=key)
+        into.paid[order_id] = (event.order_number, env)
+        if state is domain.OrderState.PARTIALLY_REFUNDED:
+            refund = domain.parse_order_partially_refunded(raw, now=now())
+            into.partially_refunded[order_id] = envelope(
+                refund, message_id=f"order.partially_refunded:{key}", correlation_id=key
+            )
+    elif state is domain.OrderState.CANCELLED:
+        cancel = domain.parse_order_cancelled(raw, now=now())
+        into.cancelled[order_id] = envelope(
+            cancel, message_id=f"order.cancelled:{key}", correlation_id=key
+        )
+    else:
+        into.skipped += 1
+
+
 def _events_for(
     store: db.StoreRecord, raw_orders: Iterable[Mapping[str, Any]], *, backfill: bool
-) -> tuple[
-    dict[int, tuple[int | None, Envelope]],
-    dict[int, Envelope],
-    dict[int, tuple[str, Envelope]],
-    int,
-]:
-    """Classify raw orders into candidate paid / cancelled / invalid events (no I/O)."""
-    paid: dict[int, tuple[int | None, Envelope]] = {}
-    cancelled: dict[int, Envelope] = {}
-    invalid: dict[int, tuple[str, Envelope]] = {}
-    skipped = 0
+) -> _Classified:
+    """Classify raw orders into candidate events (no I/O)."""
+    classified = _Classified()
     for raw in raw_orders:
         order_id = order_id_of(raw)
         if order_id is None:
             log.warning("order without a readable id skipped", store_id=store.store_id)
-            skipped += 1
+            classified.skipped += 1
             continue
-        key = correlation(store.store_id, order_id)
         try:
-            state = domain.order_state(raw)
-            if state is domain.OrderState.PAID:
-                if not backfill and not domain.is_importable(
-                    raw.get("created_at"), store.activated_at
-                ):
-                    skipped += 1
-                    continue
-                event = domain.parse_order_paid(raw, activated_by=store.activated_by)
-                env = envelope(event, message_id=f"order.paid:{key}", correlation_id=key)
-                paid[order_id] = (event.order_number, env)
-            elif state is domain.OrderState.CANCELLED:
-                cancel = domain.parse_order_cancelled(raw, now=now())
-                cancelled[order_id] = envelope(
-                    cancel, message_id=f"order.cancelled:{key}", correlation_id=key
-                )
-            else:
-                skipped += 1
+            _classify(store, raw, order_id, classified, backfill=backfill)
         except domain.MalformedOrder as exc:
+            key = correlation(store.store_id, order_id)
             bad = OrderInvalid(store_id=store.store_id, order_id=order_id, detail=str(exc))
-            invalid[order_id] = (
+            classified.invalid[order_id] = (
                 str(exc),
                 envelope(
                     bad, message_id=f"order.invalid:{key}:{_digest(str(exc))}", correlation_id=key
                 ),
             )
-    return paid, cancelled, invalid, skipped
+    return classified
 
 
 async def import_orders(
@@ -97,23 +119,31 @@ async def import_orders(
     backfill: bool = False,
 ) -> ImportSummary:
     """Claim and stage the events of ``raw_orders`` in the caller's transaction."""
-    paid, cancelled, invalid, skipped = _events_for(store, raw_orders, backfill=backfill)
-    summary = ImportSummary(skipped=skipped)
-    numbers = [(oid, number) for oid, (number, _) in paid.items()]
+    found = _events_for(store, raw_orders, backfill=backfill)
+    summary = ImportSummary(skipped=found.skipped)
+    numbers = [(oid, number) for oid, (number, _) in found.paid.items()]
     claimed = await db.claim_paid(conn, store.store_id, numbers)
     summary.paid = len(claimed)
-    to_stage = [paid[oid][1] for oid in sorted(claimed)]
+    to_stage = [found.paid[oid][1] for oid in sorted(claimed)]
+    # A partial refund is noted once, after the payment it refunds (even in the same batch).
+    refunded = await db.claim_partially_refunded(
+        conn, store.store_id, sorted(found.partially_refunded)
+    )
+    summary.partially_refunded = len(refunded)
+    to_stage += [found.partially_refunded[oid] for oid in sorted(refunded)]
     # A cancellation seen in the same batch as the payment is staged after it.
-    gone = await db.claim_cancelled(conn, store.store_id, sorted(cancelled))
+    gone = await db.claim_cancelled(conn, store.store_id, sorted(found.cancelled))
     summary.cancelled = len(gone)
-    to_stage += [cancelled[oid] for oid in sorted(gone)]
-    for order_id, (detail, env) in sorted(invalid.items()):
+    to_stage += [found.cancelled[oid] for oid in sorted(gone)]
+    for order_id, (detail, env) in sorted(found.invalid.items()):
         if await db.claim_invalid(conn, store.store_id, order_id, detail):
             summary.invalid += 1
             to_stage.append(env)
     summary.staged = await stage(conn, SCHEMA, to_stage)
     for order_id in sorted(claimed):
         log.info("order paid announced", store_id=store.store_id, order_id=order_id)
+    for order_id in sorted(refunded):
+        log.info("order partial refund announced", store_id=store.store_id, order_id=order_id)
     for order_id in sorted(gone):
         log.info("order cancellation announced", store_id=store.store_id, order_id=order_id)
     return summary

@@ -142,6 +142,25 @@ async def claim_paid(conn: Conn, store_id: int, orders: list[tuple[int, int | No
     return {r["order_id"] for r in rows}
 
 
+async def claim_partially_refunded(conn: Conn, store_id: int, order_ids: list[int]) -> set[int]:
+    """Note partial refunds of announced, not cancelled orders; returns those noted by this call
+    (once per order)."""
+    if not order_ids:
+        return set()
+    rows = await conn.fetch(
+        """
+        UPDATE ingest.orders SET partially_refunded_announced_at = now(), updated_at = now()
+        WHERE store_id = $1 AND order_id = ANY($2::bigint[])
+          AND paid_announced_at IS NOT NULL AND partially_refunded_announced_at IS NULL
+          AND cancelled_announced_at IS NULL
+        RETURNING order_id
+        """,
+        store_id,
+        order_ids,
+    )
+    return {r["order_id"] for r in rows}
+
+
 async def claim_cancelled(conn: Conn, store_id: int, order_ids: list[int]) -> set[int]:
     """Mark imported orders cancelled; returns those cancelled by this call (once per order)."""
     if not order_ids:
