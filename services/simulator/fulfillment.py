@@ -72,18 +72,32 @@ def _destination(address: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _amount(value: object) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
 def _line_items(order: dict[str, Any], shipment: Shipment, currency: str) -> list[dict[str, Any]]:
+    """The shipment's lines as they stand (an edit that removed or broke a line shows as such)."""
+    products = order.get("products")
+    products = products if isinstance(products, list) else []
     items = []
     for index in shipment.lines:
-        line = order["products"][index]
+        line = products[index] if index < len(products) else None
+        if not isinstance(line, dict):
+            continue
+        price = _amount(line.get("price"))
+        quantity = _amount(line.get("quantity"))
         items.append(
             {
-                "id": ulid(int(line["id"])),
-                "external_id": str(line["id"]),
-                "quantity": int(line["quantity"]),
-                "variant": {"variant_id": str(line["variant_id"])},
-                "product": {"product_id": str(line["product_id"])},
-                "unit_price": _money(Decimal(line["price"]), currency),
+                "id": ulid(int(line.get("id") or index)),
+                "external_id": str(line.get("id")),
+                "quantity": int(quantity) if quantity is not None else 0,
+                "variant": {"variant_id": str(line.get("variant_id"))},
+                "product": {"product_id": str(line.get("product_id"))},
+                "unit_price": _money(price, currency) if price is not None else None,
                 "stock_transfer": {"from_location_id": None},
                 "kit": None,
                 "created_at": _iso(order["created_at"]),
@@ -97,9 +111,8 @@ def render_fulfillment(order: dict[str, Any], shipment: Shipment, number: int) -
     """One FulfillmentOrder object as the aggregate serves it."""
     currency = str(order.get("currency") or "BRL")
     lines = _line_items(order, shipment, currency)
-    price = sum(
-        (Decimal(str(item["unit_price"]["value"])) * item["quantity"] for item in lines), Decimal(0)
-    )
+    priced = [(item["unit_price"], item["quantity"]) for item in lines if item["unit_price"]]
+    price = sum((Decimal(str(unit["value"])) * count for unit, count in priced), Decimal(0))
     created = _iso(order["created_at"])
     return {
         "id": shipment.id,

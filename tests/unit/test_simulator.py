@@ -325,25 +325,76 @@ async def test_bigger_plan_keeps_its_bucket(http: aiohttp.ClientSession) -> None
 
 async def test_shipping_shapes(sim: Running, http: aiohttp.ClientSession) -> None:
     token = sim.state.add_store(STORE)
+    assert sim.state.stores[STORE].shape == "2025-03"  # the current API by default
     legacy = sim.state.add_order(STORE, shipping="15.90", shape="v1")
-    modern = sim.state.add_order(STORE, shipping=Decimal("27.50"), shape="2025-03")
+    modern = sim.state.add_order(STORE, shipping=Decimal("27.50"))
+    split = sim.state.add_order(
+        STORE,
+        shipments=["10.00", "5.55"],
+        products=[{"name": "Caneca", "price": "39.90"}, {"name": "Vela", "price": "34.50"}],
+    )
     assert legacy["shipping_cost_customer"] == "15.90"
     assert legacy["shipping_cost_owner"] == "0.00"
+    assert "fulfillments" not in legacy
     base = f"{sim.url}/2025-03/{STORE}/orders"
     status, plain, _ = await get(http, f"{base}/{modern['id']}", auth(token))
     assert status == 200
-    assert "shipping_cost_customer" not in plain
-    assert "shipping_cost_owner" not in plain
-    assert "fulfillment_orders" not in plain
+    for deprecated in ("shipping_cost_customer", "shipping_cost_owner", "shipping_option"):
+        assert deprecated not in plain
+    # Without the aggregate, only the fulfillment order ids (26-character ULIDs).
+    assert [len(i) for i in plain["fulfillments"]] == [26]
     query = "aggregates=fulfillment_orders"
     _, rich, _ = await get(http, f"{base}/{modern['id']}?{query}", auth(token))
-    value = rich["fulfillment_orders"][0]["shipping"]["consumer_cost"]["value"]
-    assert value == "27.50"
+    (shipment,) = rich["fulfillments"]
+    assert shipment["id"] == plain["fulfillments"][0]
+    assert shipment["shipping"]["consumer_cost"] == {"value": 27.5, "currency": "BRL"}
+    assert shipment["destination"]["province"]["code"] == "SP" or shipment["destination"]
+    assert shipment["created_at"].endswith("+00:00")
+    assert {item["external_id"] for item in shipment["line_items"]} == {
+        str(line["id"]) for line in rich["products"]
+    }
     subtotal, discount = Decimal(rich["subtotal"]), Decimal(rich["discount"])
-    assert Decimal(rich["total"]) == subtotal - discount + Decimal(value)
+    assert Decimal(rich["total"]) == subtotal - discount + Decimal("27.50")
     _, listed, _ = await get(http, f"{base}?{query}", auth(token))
-    figures = [o["fulfillment_orders"][0]["shipping"]["consumer_cost"]["value"] for o in listed]
-    assert figures == ["15.90", "27.50"]
+    by_id = {o["id"]: o for o in listed}
+    assert by_id[legacy["id"]]["shipping_cost_customer"] == "15.90"
+    assert "fulfillments" not in by_id[legacy["id"]]  # a legacy store knows no fulfillment orders
+    costs = [f["shipping"]["consumer_cost"]["value"] for f in by_id[split["id"]]["fulfillments"]]
+    assert costs == [10.0, 5.55]
+    split_goods = Decimal(split["subtotal"]) - Decimal(split["discount"])
+    assert Decimal(split["total"]) == split_goods + Decimal("15.55")
+
+
+async def test_payments_and_addresses(sim: Running, http: aiohttp.ClientSession) -> None:
+    token = sim.state.add_store(STORE)
+    card = sim.state.add_order(STORE, payment_method="credit_card", installments=3)
+    assert card["gateway_name"] == "Mercado Pago"
+    details = card["payment_details"]
+    assert details["method"] == "credit_card"
+    assert details["credit_card_company"] in ("visa", "mastercard")
+    assert int(details["installments"]) == 3
+    kinds = {type(sim.state.add_order(STORE)["payment_details"]["installments"]) for _ in range(30)}
+    assert kinds == {int, str}
+    buyer = {
+        "address": {"street": "Rua da Conceição", "number": "S/N", "floor": "", "locality": None}
+    }
+    pickup = sim.state.add_order(STORE, customer=buyer, shipping_address=False)
+    assert pickup["shipping_address"] is None
+    assert (pickup["billing_address"], pickup["billing_number"]) == ("Rua da Conceição", "S/N")
+    assert pickup["billing_locality"] is None
+    elsewhere = sim.state.add_order(
+        STORE, shipping_address={"city": "Niterói", "province": "Rio de Janeiro"}
+    )
+    _, body, _ = await get(
+        http,
+        f"{sim.api_url}/{STORE}/orders/{elsewhere['id']}?aggregates=fulfillment_orders",
+        auth(token),
+    )
+    assert body["shipping_address"]["city"] == "Niterói"
+    destination = body["fulfillments"][0]["destination"]
+    assert destination["city"] == "Niterói"
+    assert destination["province"] == {"name": "Rio de Janeiro", "code": "RJ"}
+    assert destination["country"] == {"name": "Brasil", "code": "BR"}
 
 
 async def test_orders_look_like_nuvemshop(sim: Running, http: aiohttp.ClientSession) -> None:
@@ -367,8 +418,9 @@ async def test_orders_look_like_nuvemshop(sim: Running, http: aiohttp.ClientSess
     assert all(isinstance(line["quantity"], int) for line in clean["products"])
     for order in orders:
         assert int(order["store_id"]) == STORE
-        for key in ("subtotal", "discount", "total", "shipping_cost_customer"):
+        for key in ("subtotal", "discount", "total"):
             assert MONEY.match(order[key]), order[key]
+        assert "shipping_cost_customer" not in order
         assert STAMP.match(order["created_at"])
         assert STAMP.match(order["updated_at"])
         lines = sum(
@@ -590,7 +642,8 @@ async def test_uninstall_and_suspension(
     sim.state.suspend(STORE, on=False)
     sim.state.uninstall(STORE)
     await sim.dispatcher.wait_idle(5)
-    assert receiver.bodies() == [{"store_id": STORE, "event": "app/uninstalled", "id": STORE}]
+    # The reference: the id of an app/uninstalled webhook is the app's id.
+    assert receiver.bodies() == [{"store_id": STORE, "event": "app/uninstalled", "id": 1234}]
     assert (await get(http, f"{sim.api_url}/{STORE}/orders", auth(token)))[0] == 401
     assert sim.state.store(STORE).webhooks == {}
 
