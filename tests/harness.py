@@ -140,10 +140,18 @@ class System:
         return f"http://127.0.0.1:{self.services[service].port}"
 
     async def connect_store(
-        self, store_id: int, *, user: str = "erp-user-1", activated_at: dt.datetime | None = None
+        self,
+        store_id: int,
+        *,
+        user: str = "erp-user-1",
+        activated_at: dt.datetime | None = None,
+        shape: str | None = None,
     ) -> Connected:
-        """Create the store in the simulator and connect it as ``integration connect`` would."""
-        token = self.simulator.state.add_store(store_id)
+        """Create the store in the simulator (its API serving orders of ``shape``, the
+        simulator's default 2025-03 unless given) and connect it as ``integration connect``
+        would."""
+        state = self.simulator.state
+        token = state.add_store(store_id, shape=shape) if shape else state.add_store(store_id)
         client = NuvemshopClient(
             self.http,
             api_url=self.simulator.api_url,

@@ -92,7 +92,8 @@ async def show_store(request: web.Request) -> web.Response:
 
 
 async def store_action(request: web.Request) -> web.Response:
-    """`POST /_sim/stores/{id}/{revoke|reinstall|uninstall|suspend}` (suspend: `{"on": bool}`)."""
+    """`POST /_sim/stores/{id}/{revoke|reinstall|uninstall|suspend|fail}` (suspend: `{"on":
+    bool}`; fail: `{"statuses": [503, ...]}`, what the next order reads answer instead)."""
     state, store_id, action = request.app[STATE_KEY], _sid(request), request.match_info["action"]
     payload = await read_json(request)
     if action == "revoke":
@@ -103,6 +104,9 @@ async def store_action(request: web.Request) -> web.Response:
         state.uninstall(store_id)
     elif action == "suspend":
         state.suspend(store_id, bool(payload.get("on", True)))
+    elif action == "fail":
+        statuses = [int(s) for s in payload.get("statuses", [503])]
+        state.store(store_id).failing_reads.extend(statuses)
     else:
         raise ApiError(404, {"error": f"unknown action {action}"})
     return json_response(state.store(store_id).summary())

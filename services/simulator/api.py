@@ -87,6 +87,10 @@ async def _gatekeep(request: web.Request, handler: Handler, store: Store | None)
         )
     if request.method in ("POST", "PUT") and request.content_type != "application/json":
         return _error(415, {"error": "Content-Type must be application/json"})
+    route = request.match_info.route.name or ""
+    if store.failing_reads and route in ("api-order", "api-orders"):
+        status = store.failing_reads.pop(0)
+        return _error(status, {"code": status, "message": "Service Unavailable"})
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -107,7 +111,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     response = await _gatekeep(request, handler, store)
     if store is not None:
         response.headers.update(store.bucket.headers())
-        store.counters.record(response.status)
+        store.counters.record(response.status, name)
     return response
 
 
@@ -131,6 +135,8 @@ async def list_orders(request: web.Request) -> web.Response:
     )
     fields, fulfillment = wanted_fields(params), wants_fulfillment(params)
     with_customer = "read_customers" in store.scopes.split(",")
+    if fulfillment:
+        store.counters.aggregate_reads += len(page.items)
     body = [
         present(r, fields=fields, fulfillment=fulfillment, with_customer=with_customer)
         for r in page.items
@@ -150,6 +156,8 @@ async def get_order(request: web.Request) -> web.Response:
     if record is None:
         raise not_found(f"Order {order_id} not found")
     params = request.query
+    if wants_fulfillment(params):
+        store.counters.aggregate_reads += 1
     return json_response(
         present(
             record,

@@ -50,31 +50,40 @@ class Webhook:
 
 @dataclass
 class Counters:
-    """What the API served a store: every request, the 429s among them, and counts by status."""
+    """What the API served a store: every request, the 429s among them, counts by status, by
+    route (`api-order`: one order, `api-orders`: a listing, ...) and the orders read with
+    `aggregates=fulfillment_orders` (one per order served that way)."""
 
     requests: int = 0
     throttled: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+    by_route: Counter[str] = field(default_factory=Counter)
+    aggregate_reads: int = 0
 
-    def record(self, status: int) -> None:
+    def record(self, status: int, route: str = "") -> None:
         """Count one response."""
         self.requests += 1
         self.by_status[status] += 1
+        self.by_route[route] += 1
         if status == 429:
             self.throttled += 1
 
     def reset(self) -> None:
         """Back to zero."""
-        self.requests, self.throttled = 0, 0
+        self.requests, self.throttled, self.aggregate_reads = 0, 0, 0
         self.by_status.clear()
+        self.by_route.clear()
 
     def to_json(self) -> dict[str, Any]:
-        """`{"requests", "throttled", "served", "by_status"}` (served = requests − 429s)."""
+        """`{"requests", "throttled", "served", "by_status", "by_route", "aggregate_reads"}`
+        (served = requests − 429s)."""
         return {
             "requests": self.requests,
             "throttled": self.throttled,
             "served": self.requests - self.throttled,
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "by_route": dict(sorted(self.by_route.items())),
+            "aggregate_reads": self.aggregate_reads,
         }
 
 
@@ -115,6 +124,8 @@ class Store:
     customers: list[dict[str, Any]] = field(default_factory=list)
     next_number: int = 101
     custom_bucket: bool = False
+    # Statuses the next order reads answer with instead of the order (a 5xx outage, say).
+    failing_reads: list[int] = field(default_factory=list)
     _sorted: list[OrderRecord] | None = field(default=None, repr=False)
 
     def add(self, record: OrderRecord) -> None:
@@ -138,6 +149,7 @@ class Store:
             "scopes": self.scopes,
             "shape": self.shape,
             "orders": len(self.orders),
+            "failing_reads": list(self.failing_reads),
             "webhooks": [hook.to_json() for hook in self.webhooks.values()],
             "counters": self.counters.to_json(),
         }
