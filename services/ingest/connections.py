@@ -19,15 +19,15 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
+# The LGPD webhooks (store/redact, customers/redact, customers/data_request) are not registered
+# here: the reference has their URLs set in the app's partner panel, one per event, and
+# POST /webhooks does not accept them (docs/nuvemshop.md).
 WEBHOOK_EVENTS: tuple[str, ...] = (
     "order/paid",
     "order/updated",
     "order/cancelled",
     "order/voided",
     "app/uninstalled",
-    "store/redact",
-    "customers/redact",
-    "customers/data_request",
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.simulator.lgpd import UnknownCustomerError
 from services.simulator.orderbook import UnknownOrderError, UnknownStoreError
 from services.simulator.timefmt import parse_ts
 from services.simulator.webutil import (
@@ -41,7 +42,7 @@ async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     except ApiError as exc:
         return json_response(exc.body, exc.status)
-    except (UnknownStoreError, UnknownOrderError) as exc:
+    except (UnknownStoreError, UnknownOrderError, UnknownCustomerError) as exc:
         return json_response({"error": str(exc.args[0])}, 404)
     except KeyError as exc:
         return json_response({"error": f"missing field {exc.args[0]}"}, 400)
@@ -170,6 +171,21 @@ async def order_action(request: web.Request) -> web.Response:
     return json_response(order)
 
 
+async def lgpd(request: web.Request) -> web.Response:
+    """`POST /_sim/stores/{id}/lgpd {"event", "customer_id"?, "orders"?, "data_request_id"?}` →
+    202 `{"sent": bool}` (false when the partner settings have no URL for the event)."""
+    state, payload = request.app[STATE_KEY], await read_json(request)
+    raw_customer, orders = payload.get("customer_id"), payload.get("orders")
+    sent = state.lgpd_request(
+        _sid(request),
+        str(payload["event"]),
+        customer_id=int(raw_customer) if raw_customer is not None else None,
+        orders=[int(o) for o in orders] if orders is not None else None,
+        data_request_id=int(payload.get("data_request_id", 1)),
+    )
+    return json_response({"sent": sent is not None}, 202)
+
+
 async def counters(request: web.Request) -> web.Response:
     """`GET /_sim/counters` → `{"stores": {"<id>": {"requests", "throttled", "served", ...}}}`."""
     table = request.app[STATE_KEY].counters()
@@ -198,18 +214,22 @@ async def rate_limit(request: web.Request) -> web.Response:
 
 
 async def oauth_config(request: web.Request) -> web.Response:
-    """`POST /_sim/oauth {"install_store_id"?, "redirect_url"?}` → the OAuth settings."""
+    """`POST /_sim/oauth {"install_store_id"?, "redirect_url"?, "lgpd_urls"?: {event: url}}` →
+    the app's settings (the LGPD URLs are set in the partner panel, not through the API)."""
     state, payload = request.app[STATE_KEY], await read_json(request)
     if "install_store_id" in payload:
         raw = payload["install_store_id"]
         state.install_store_id = int(raw) if raw is not None else None
     if payload.get("redirect_url"):
         state.redirect_url = str(payload["redirect_url"])
+    if isinstance(payload.get("lgpd_urls"), dict):
+        state.lgpd_urls = {str(k): str(v) for k, v in payload["lgpd_urls"].items() if v}
     return json_response(
         {
             "app_id": state.app_id,
             "install_store_id": state.install_store_id,
             "redirect_url": state.redirect_url,
+            "lgpd_urls": state.lgpd_urls,
         }
     )
 
@@ -305,6 +325,7 @@ def add_routes(app: web.Application) -> None:
         order_action,
         name="sim-order-action",
     )
+    r.add_post("/_sim/stores/{store_id:\\d+}/lgpd", lgpd, name="sim-lgpd")
     r.add_post("/_sim/stores/{store_id:\\d+}/{action}", store_action, name="sim-store-action")
     r.add_get("/_sim/counters", counters, name="sim-counters")
     r.add_post("/_sim/counters/reset", reset_counters, name="sim-counters-reset")

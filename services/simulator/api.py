@@ -47,7 +47,6 @@ KNOWN_EVENTS = frozenset(
     + ["product_variant/custom_fields_updated", "domain/updated", "subscription/updated"]
     + ["fulfillment/updated", "fulfillment_order/status_updated"]
     + [f"fulfillment_order/tracking_event_{e}" for e in ("created", "updated", "deleted")]
-    + ["store/redact", "customers/redact", "customers/data_request"]
 )  # fmt: skip
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 UNAUTHORIZED = {"code": 401, "message": "Unauthorized", "description": "Invalid access token"}

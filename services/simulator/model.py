@@ -19,12 +19,14 @@ from services.simulator.timefmt import format_ts
 
 @dataclass(frozen=True)
 class WebhookEvent:
-    """An event to deliver: `{"store_id", "event", "id"}` to each of `urls`."""
+    """An event to deliver: `{"store_id", "event", "id"}` to each of `urls`, or `payload` as the
+    whole body (the LGPD webhooks, whose bodies differ)."""
 
     store_id: int
     event: str
     id: int
     urls: tuple[str, ...]
+    payload: dict[str, Any] | None = None
 
 
 @dataclass

@@ -12,11 +12,12 @@ import datetime as dt
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from services.simulator.bucket import LeakyBucket
+from services.simulator.lgpd import lgpd_body
 from services.simulator.model import Store, Webhook, WebhookEvent
 from services.simulator.orderbook import OrderBook
 from services.simulator.orders import DEFAULT_SHAPE, SHAPES, Shape
@@ -71,6 +72,8 @@ class SimState(OrderBook):
         self._next_new_store_id = 1_000_001
         self._exchanges = 0
         self.listeners: list[Callable[[WebhookEvent], None]] = []
+        # The app's partner settings: the URL of each LGPD webhook (none until set).
+        self.lgpd_urls: dict[str, str] = {}
 
     # --- stores and tokens
 
@@ -151,6 +154,7 @@ class SimState(OrderBook):
         # The reference: the `id` of an app/uninstalled webhook is the app's id.
         self.emit(store_id, "app/uninstalled", int(self.app_id) if self.app_id.isdigit() else 0)
         store.webhooks.clear()
+        self.lgpd_request(store_id, "store/redact")
 
     def suspend(self, store_id: int, on: bool = True) -> None:
         """While suspended every API call answers 402 and no webhook is sent."""
@@ -229,10 +233,36 @@ class SimState(OrderBook):
 
     def emit(self, store_id: int, event: str, entity_id: int) -> WebhookEvent | None:
         """Announce an event to the listeners (nothing while the store is suspended)."""
-        store = self.store(store_id)
-        if store.suspended:
+        return self._announce(
+            WebhookEvent(store_id, event, entity_id, self.urls_for(store_id, event))
+        )
+
+    def lgpd_request(
+        self,
+        store_id: int,
+        event: str,
+        *,
+        customer_id: int | None = None,
+        orders: Sequence[int] | None = None,
+        data_request_id: int = 1,
+    ) -> WebhookEvent | None:
+        """Send an LGPD webhook to the URL the partner settings give for `event` (none when
+        unset): `store/redact`, or `customers/redact`/`customers/data_request` about a buyer."""
+        url = self.lgpd_urls.get(event)
+        if url is None:
             return None
-        announced = WebhookEvent(store_id, event, entity_id, self.urls_for(store_id, event))
+        body = lgpd_body(
+            self.store(store_id),
+            event,
+            customer_id=customer_id,
+            orders=orders,
+            data_request_id=data_request_id,
+        )
+        return self._announce(WebhookEvent(store_id, event, 0, (url,), payload=body))
+
+    def _announce(self, announced: WebhookEvent) -> WebhookEvent | None:
+        if self.store(announced.store_id).suspended:
+            return None
         for listener in list(self.listeners):
             listener(announced)
         return announced

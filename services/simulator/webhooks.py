@@ -52,11 +52,14 @@ async def send_webhook(  # noqa: PLR0917 - the documented positional signature
     order_id: int,
     *,
     timeout_s: float = 3.0,
+    body: bytes | None = None,
 ) -> int:
-    """POST one signed webhook and return the HTTP status (redirects are not followed).
+    """POST one signed webhook and return the HTTP status (redirects are not followed); `body`
+    replaces the usual `{"store_id", "event", "id"}` (the LGPD webhooks).
 
     Network errors and timeouts propagate (`aiohttp.ClientError`, `TimeoutError`)."""
-    body = webhook_body(store_id, event, order_id)
+    if body is None:
+        body = webhook_body(store_id, event, order_id)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -120,6 +123,7 @@ class Delivery:
     copy: int = 0
     outcome: str = "pending"  # pending | delivered | failed | dropped | cancelled
     attempts: list[Attempt] = field(default_factory=list)
+    payload: dict[str, Any] | None = None  # the whole body, when not the usual one
 
     def to_json(self) -> dict[str, Any]:
         """For the control API."""
@@ -132,6 +136,7 @@ class Delivery:
             "copy": self.copy,
             "outcome": self.outcome,
             "attempts": [attempt.to_json() for attempt in self.attempts],
+            "payload": self.payload,
         }
 
 
@@ -268,7 +273,14 @@ class WebhookDispatcher:
         for url in event.urls:
             for copy in range(duplicates + 1):
                 delivery = Delivery(
-                    len(self.log) + 1, event.store_id, event.event, event.id, url, copy, outcome
+                    len(self.log) + 1,
+                    event.store_id,
+                    event.event,
+                    event.id,
+                    url,
+                    copy,
+                    outcome,
+                    payload=event.payload,
                 )
                 self.log.append(delivery)
                 created.append(delivery)
@@ -313,6 +325,7 @@ class WebhookDispatcher:
                 delivery.event,
                 delivery.entity_id,
                 timeout_s=self.timeout_s,
+                body=orjson.dumps(delivery.payload) if delivery.payload is not None else None,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"

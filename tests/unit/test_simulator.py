@@ -648,6 +648,53 @@ async def test_uninstall_and_suspension(
     assert sim.state.store(STORE).webhooks == {}
 
 
+async def test_lgpd_webhooks_go_to_the_partner_settings_urls(
+    sim: Running, http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    token = sim.state.add_store(STORE)
+    # Not registrable through the API: their URLs are set in the partner panel.
+    for event in ("store/redact", "customers/redact", "customers/data_request"):
+        assert (await register(http, sim, token, event, "https://example.com/h"))[0] == 422
+    order = sim.state.add_order(STORE, customer={"identification": "75839566500"}, paid=True)
+    customer_id = int(order["customer"]["id"])
+    assert sim.state.lgpd_request(STORE, "store/redact") is None  # no URL set: nothing sent
+    async with http.post(
+        f"{sim.url}/_sim/oauth",
+        json={"lgpd_urls": dict.fromkeys(("customers/redact", "store/redact"), receiver.url)},
+    ) as response:
+        assert (await response.json())["lgpd_urls"]["store/redact"] == receiver.url
+    async with http.post(
+        f"{sim.url}/_sim/stores/{STORE}/lgpd",
+        json={"event": "customers/redact", "customer_id": customer_id},
+    ) as response:
+        assert (response.status, await response.json()) == (202, {"sent": True})
+    sim.state.uninstall(STORE)
+    await sim.dispatcher.wait_idle(5)
+
+    redact, store_redact = receiver.bodies()
+    assert redact == {
+        "store_id": STORE,
+        "customer": {
+            "id": customer_id,
+            "email": order["customer"]["email"],
+            "phone": order["customer"]["phone"],
+            "identification": "75839566500",
+        },
+        "orders_to_redact": [order["id"]],
+    }
+    assert store_redact == {"store_id": STORE}  # no "event" in LGPD bodies
+    for headers, raw, _ in receiver.hits:
+        assert headers[HMAC_HEADER] == sign(raw, sim.state.client_secret)
+    # The third one, about the same buyer.
+    sim.state.lgpd_urls["customers/data_request"] = receiver.url
+    sim.state.lgpd_request(
+        STORE, "customers/data_request", customer_id=customer_id, data_request_id=9
+    )
+    await sim.dispatcher.wait_idle(5)
+    asked = receiver.bodies()[-1]
+    assert (asked["orders_requested"], asked["data_request"]) == ([order["id"]], {"id": 9})
+
+
 # --- control API and command line
 
 
