@@ -2,7 +2,7 @@
 timestamps, a `customer` object plus the flat `contact_*`/`billing_*` fields, a `shipping_address`
 object, `payment_details`, and, with `quirks`, the type instability of the official examples
 (`store_id`, `variant_id`, `quantity` and `payment_details.installments` as string or integer at
-random, the address number sometimes an integer). The shape follows the store's API version:
+random, the address number sometimes an integer, a city name sometimes in decomposed Unicode). The shape follows the store's API version:
 
 - `2025-03` (the default): no order-level shipping fields (`shipping_cost_customer`,
   `shipping_cost_owner`, `shipping`, `shipping_option`... are deprecated and absent); `fulfillments`
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -112,6 +113,14 @@ def _part(rng: random.Random, value: object, quirks: bool) -> object:
     return value
 
 
+def _spelled(rng: random.Random, value: object, quirks: bool) -> object:
+    """A place name, sometimes (quirk) in decomposed Unicode, as some keyboards send it:
+    "São" as "Sa" + a combining tilde + "o"."""
+    if quirks and isinstance(value, str) and rng.random() < 0.2:
+        return unicodedata.normalize("NFD", value)
+    return value
+
+
 def _billing(rng: random.Random, draft: Draft) -> dict[str, Any]:
     address = draft.customer["address"]
     return {
@@ -120,7 +129,7 @@ def _billing(rng: random.Random, draft: Draft) -> dict[str, Any]:
         "billing_floor": address.get("floor"),
         "billing_locality": address.get("locality"),
         "billing_zipcode": address.get("zipcode"),
-        "billing_city": address.get("city"),
+        "billing_city": _spelled(rng, address.get("city"), draft.quirks),
         "billing_province": address.get("province"),
         "billing_country": address.get("country"),
     }
@@ -136,7 +145,7 @@ def _shipping_address(rng: random.Random, draft: Draft) -> dict[str, Any] | None
         "number": _part(rng, address.get("number"), draft.quirks),
         "floor": address.get("floor"),
         "locality": address.get("locality"),
-        "city": address.get("city"),
+        "city": _spelled(rng, address.get("city"), draft.quirks),
         "province": address.get("province"),
         "zipcode": address.get("zipcode"),
         "country": address.get("country"),
