@@ -176,3 +176,31 @@ def test_dead_letter_and_parked_queues_are_documented() -> None:
     assert f"x-delivery-limit: {DELIVERY_LIMIT}" in " ".join(LINES)
     for headers in ("DeadLetterHeaders", "ParkedHeaders"):
         assert {"x-error-reason", "x-error-detail"} <= _keys(_properties(headers), 8)
+
+
+# Fields issue 11 added to what ingest publishes (SPEC §8): documented as additions, and optional
+# in the models so that the mapper and the ledger read messages published before them.
+ADDED_BY_SPEC_8 = {
+    "OrderPaid": ("store_payment", "shipping_address"),
+    "OrderCustomer": ("address",),
+}
+
+
+@pytest.mark.parametrize(("name", "fields"), sorted(ADDED_BY_SPEC_8.items()))
+def test_fields_added_by_spec_8_are_documented_and_optional(
+    name: str, fields: tuple[str, ...]
+) -> None:
+    model = PUBLISHED[name]
+    properties = _properties(name)
+    for field in fields:
+        assert not model.model_fields[field].is_required(), f"{name}.{field}"
+        documented = " ".join(_block(properties, field, 8))
+        assert "Added (SPEC §8" in documented, f"{name}.{field}"
+        assert 'type: "null"' in documented, f"{name}.{field}: null when absent"
+
+
+def test_partial_refund_message_is_documented_as_unbound() -> None:
+    channel = " ".join(_block(CHANNELS, "orderPartiallyRefunded", 2))
+    assert "Not bound to a queue" in channel
+    bound = {key for spec in QUEUES for _, key in spec.bindings}
+    assert "order.partially_refunded" not in bound
