@@ -141,4 +141,5 @@ async def test_store_settings_move_to_the_mapper_whichever_schema_migrates_first
         assert await conn.fetchval("SELECT to_regclass('ledger.store_settings_retired')")
     finally:
         await conn.close()
-    assert await migrate(fresh_url, REGISTERED) == 1  # ingest's 0002 only
+    # What the first release did not ship of ingest's schema (0002 on): the other two are done.
+    assert await migrate(fresh_url, REGISTERED) == len(by_schema["ingest"].files()) - 1
