@@ -34,6 +34,18 @@ unit: $(STAMP)
 integration: $(STAMP) services
 	$(BIN)/pytest tests/integration tests/e2e
 
+# A three-node RabbitMQ cluster beside the local broker (hare1..3@localhost, AMQP 5701-5703).
+.PHONY: cluster cluster-stop cluster-test
+cluster:
+	bash deploy/cluster/cluster.sh start
+
+cluster-stop:
+	bash deploy/cluster/cluster.sh stop
+
+# The tests marked `cluster` (deselected by `make test`); they start the cluster if it is not running.
+cluster-test: $(STAMP)
+	$(BIN)/pytest -m cluster
+
 # Start the local RabbitMQ and PostgreSQL when they are not answering (machines of this kind).
 services:
 	bash .ci/services.sh
