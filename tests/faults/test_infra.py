@@ -17,13 +17,12 @@ from pathlib import Path
 
 import aio_pika
 import aiohttp
-import aiormq
 import asyncpg
 import pytest
 
 from tests.faults import workdir
 from tests.faults.broker import RabbitNode, epmd_names
-from tests.faults.messages import consume_all, publish_persistent, wait_closed
+from tests.faults.messages import BareConnection, consume_all, publish_persistent
 from tests.faults.postgres import PrivatePostgres
 from tests.faults.proxy import TcpProxy
 
@@ -70,15 +69,17 @@ async def test_close_all_connections_by_vhost_then_everywhere_and_management_on_
 ):
     with RabbitNode(management=True) as node:
         assert node.management_port not in SHARED_PORTS
-        first = await aiormq.connect(await asyncio.to_thread(node.add_vhost, "first"))
-        second = await aiormq.connect(await asyncio.to_thread(node.add_vhost, "second"))
+        await asyncio.to_thread(node.add_vhost, "first")
+        await asyncio.to_thread(node.add_vhost, "second")
+        first = await BareConnection.open(node.amqp_port, "first")
+        second = await BareConnection.open(node.amqp_port, "second")
         try:
             await asyncio.to_thread(node.close_all_connections, "first")
-            assert await wait_closed(first)
-            assert not second.is_closed
+            assert await first.closed_by_broker()
+            assert not await second.closed_by_broker(within=1)
 
             await asyncio.to_thread(node.close_all_connections)
-            assert await wait_closed(second)
+            assert await second.closed_by_broker()
 
             basic = base64.b64encode(b"guest:guest").decode()
             async with (
