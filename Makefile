@@ -2,23 +2,36 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Every dependency (runtime and dev) is pinned in constraints.txt, which .venv is installed through
+# (and the container image too); `make lock` / `make lock-upgrade` regenerate it with pip-compile.
+LOCK := constraints.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --allow-unsafe \
+	--strip-extras --extra dev --no-emit-index-url --no-emit-find-links --output-file $(LOCK)
 
-.PHONY: demo test lint typecheck unit integration bench services clean
+.PHONY: demo test lint typecheck audit unit integration bench services clean lock lock-upgrade
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint $(LOCK) --upgrade pip
+	$(BIN)/pip install --quiet --constraint $(LOCK) -e '.[dev]'
 	touch $(STAMP)
+
+# Add what pyproject.toml gained to the pins, keeping the others (run after editing dependencies).
+lock: $(STAMP)
+	$(PIP_COMPILE) pyproject.toml
+
+# Refresh every pin to the newest version pyproject.toml allows (then `make test`, and commit).
+lock-upgrade: $(STAMP)
+	$(PIP_COMPILE) --upgrade pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/nuvem-ledger demo
 
 # The tests need RabbitMQ (with its management API, for a vhost per test) and PostgreSQL: `services`
 # starts whatever of them is not answering, so `make test` works on a machine where nothing was set up.
-test: $(STAMP) services lint typecheck
+test: $(STAMP) services lint typecheck audit
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -27,6 +40,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Known vulnerabilities (PyPI's advisory data) in the pinned dependencies fail the build, unless
+# pip-audit-ignore.toml ignores one with a reason (see tools/audit.py and docs/security.md).
+audit: $(STAMP)
+	$(BIN)/python -m tools.audit
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

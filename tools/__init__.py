@@ -1,0 +1,1 @@
+"""Development tools run by ``make`` (not part of the installed distribution)."""
