@@ -252,3 +252,18 @@ async def announced(
     return {r["order_id"] for r in rows if r["paid"]}, {
         r["order_id"] for r in rows if r["cancelled"]
     }
+
+
+async def lock_tokens(conn: Conn) -> list[tuple[int, bytes]]:
+    """Every store's encrypted token, locked until the caller's transaction ends."""
+    rows = await conn.fetch(
+        "SELECT store_id, access_token FROM ingest.stores ORDER BY store_id FOR UPDATE"
+    )
+    return [(r["store_id"], bytes(r["access_token"])) for r in rows]
+
+
+async def set_token(conn: Conn, store_id: int, encrypted_token: bytes) -> None:
+    await conn.execute(
+        "UPDATE ingest.stores SET access_token = $2 WHERE store_id = $1", store_id, encrypted_token
+    )
+
