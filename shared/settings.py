@@ -32,7 +32,10 @@ class Settings(BaseSettings):
     ledger_http_port: int = 8082
     http_host: str = "0.0.0.0"  # noqa: S104 - services listen on every interface in a pod
     public_base_url: str | None = None
+    # One Fernet key, or a comma-separated list: the first encrypts, every one decrypts.
     token_encryption_key: SecretStr | None = None
+    # Shared with the ERP: the key of the HMAC that signs connect links (connect_links.py).
+    connect_link_secret: SecretStr | None = None
     poll_interval_seconds: float = Field(default=300.0, gt=0)
     log_level: str = "INFO"
     log_format: str = "json"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -43,6 +44,7 @@ def settings(vhost_url: str, database_url: str) -> Settings:
         amqp_url=vhost_url,
         database_url=database_url,
         token_encryption_key=SecretStr(generate_key()),
+        connect_link_secret=SecretStr(secrets.token_urlsafe(32)),
         nuvemshop_client_secret=SecretStr("test-client-secret"),
         nuvemshop_app_id="1234",
         http_host="127.0.0.1",

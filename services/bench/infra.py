@@ -38,6 +38,7 @@ from shared.settings import Settings
 BENCH_VHOST = "nuvem-ledger-bench"
 BENCH_DB = "nuvem_ledger_bench"
 SIM_SECRET = "bench-client-secret"  # noqa: S105 - the simulator's, for signing webhooks
+BENCH_LINK_SECRET = "bench-connect-link-secret"  # noqa: S105 - the bench signs no link
 
 
 def free_port() -> int:
@@ -226,6 +227,7 @@ async def start_cluster(amqp_url: str, database_url: str, key: str, log_dir: Pat
         "AMQP_URL": amqp_url,
         "DATABASE_URL": database_url,
         "TOKEN_ENCRYPTION_KEY": key,
+        "CONNECT_LINK_SECRET": BENCH_LINK_SECRET,
         "NUVEMSHOP_API_URL": f"http://127.0.0.1:{sim_port}/v1",
         "NUVEMSHOP_AUTH_URL": f"http://127.0.0.1:{sim_port}",
         "NUVEMSHOP_CLIENT_SECRET": SIM_SECRET,
@@ -242,6 +244,7 @@ async def start_cluster(amqp_url: str, database_url: str, key: str, log_dir: Pat
         amqp_url=amqp_url,
         database_url=database_url,
         token_encryption_key=SecretStr(key),
+        connect_link_secret=SecretStr(BENCH_LINK_SECRET),
         nuvemshop_api_url=env["NUVEMSHOP_API_URL"],
     )
     cluster = Cluster(settings, env, simulator)

@@ -49,6 +49,14 @@ def register(sub: Subparsers) -> None:
     listing = integ.add_parser("list")
     listing.set_defaults(handler=operator(_list))
     json_flag(listing)
+    link = integ.add_parser("connect-link", help="the ERP-signed URL that starts an OAuth install")
+    link.add_argument("--user", required=True, help="the ERP user who becomes the sales' seller")
+    link.add_argument("--ttl", type=int, default=900, help="seconds the link is good for (900)")
+    link.set_defaults(handler=operator(_connect_link))
+    json_flag(link)
+    rotate = integ.add_parser("rotate-tokens", help="re-encrypt stored tokens with the first key")
+    rotate.set_defaults(handler=operator(_rotate_tokens))
+    json_flag(rotate)
 
 
 def register_backfill(sub: Subparsers) -> None:
@@ -129,6 +137,16 @@ async def _connect(args: argparse.Namespace, settings: Settings) -> None:
         "webhook_error": done.webhook_error,
     }
     emit(args, result, integration_text)
+
+
+async def _connect_link(args: argparse.Namespace, settings: Settings) -> None:
+    emit(args, ingest.connect_link(settings, args.user, args.ttl), lambda r: r["url"])
+
+
+async def _rotate_tokens(args: argparse.Namespace, settings: Settings) -> None:
+    async with database(settings) as pool:
+        done = await ingest.rotate_stored_tokens(pool, settings)
+    emit(args, done, lambda r: f"re-encrypted {r['rotated']} stored token(s)")
 
 
 def _progress_bar(done: int, total: int, width: int = 30) -> None:

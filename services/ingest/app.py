@@ -8,6 +8,7 @@ from aiohttp import web
 from services.ingest.adapters.http import WebhookReceiver, add_webhook_routes
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.adapters.oauth import OAuthRoutes, add_oauth_routes
+from services.ingest.connect_links import secret_from_settings
 from services.ingest.handlers import SCHEMA
 from services.ingest.migrations import MIGRATIONS
 from services.ingest.sync import OrderReader, Poller
@@ -26,13 +27,16 @@ class IngestService(Service):
 
     @staticmethod
     def check_settings(settings: Settings) -> None:
-        """Refuse to start without a usable token key, in one line, before waiting for anything."""
+        """Refuse to start without a usable token key or connect-link secret, in one line, before
+        waiting for anything."""
         cipher_from_settings(settings)
+        secret_from_settings(settings)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         settings = ctx.settings
         self.cipher: TokenCipher = cipher_from_settings(settings)
+        secret_from_settings(settings)  # refuses to start without the connect-link secret
         secret = settings.nuvemshop_client_secret
         self.receiver = WebhookReceiver(
             ctx.broker, secret.get_secret_value() if secret else None, ctx.metrics

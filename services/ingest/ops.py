@@ -14,12 +14,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from services.ingest import connect_links
 from services.ingest.adapters import postgres as stores
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.connections import Connected, connect
 from services.ingest.handlers import SCHEMA, disable_store
 from services.ingest.sync import SyncResult, backfill
-from services.ingest.tokens import TokenCipher, TokenKeyError, cipher_from_settings
+from services.ingest.tokens import TokenCipher, TokenKeyError, cipher_from_settings, rotate_tokens
 from shared.db import Executor
 from shared.messaging import Broker
 from shared.operations import OperatorError, iso
@@ -165,3 +166,24 @@ async def backfill_store(
             until=until,
             progress=progress,
         )
+
+
+def connect_link(settings: Settings, user: str, ttl_s: int) -> dict[str, Any]:
+    """The signed link the ERP hands ``user`` to connect a store (``connect_links``)."""
+    try:
+        made = connect_links.link_from_settings(settings, user, ttl_s)
+    except (connect_links.BadLinkRequest, connect_links.ConnectLinkSecretError) as exc:
+        raise OperatorError(str(exc)) from exc
+    return {"url": made.url, "expires": made.expires}
+
+
+async def rotate_stored_tokens(pool: asyncpg.Pool, settings: Settings) -> dict[str, Any]:
+    """Re-encrypt every stored token with the first key of ``TOKEN_ENCRYPTION_KEY``; a token no
+    key reads is left as it was and refused by store id (the others are rotated)."""
+    done = await rotate_tokens(pool, _cipher(settings))
+    if done.unreadable:
+        raise OperatorError(
+            f"re-encrypted {done.rotated} token(s); no key reads the token of store(s) "
+            f"{', '.join(map(str, done.unreadable))}: connect them again"
+        )
+    return {"rotated": done.rotated}

@@ -25,6 +25,7 @@ from yarl import URL
 from services.ingest.adapters import postgres as ingest_db
 from services.ingest.adapters.nuvemshop import MAX_REACH, NuvemshopClient, WindowFilters
 from services.ingest.app import IngestService
+from services.ingest.connect_links import make_link
 from services.ingest.sync import Poller
 from services.simulator.webhooks import HMAC_HEADER, sign
 from shared.settings import Settings
@@ -175,11 +176,17 @@ async def get_page(system: System, url: str | URL) -> Page:
         return Page(response.status, response.content_type, await response.text())
 
 
+def connect_link(system: System, user: str, *, ttl_s: int = 900) -> URL:
+    """The link the ERP would hand ``user`` (signed with the test's ``CONNECT_LINK_SECRET``)."""
+    secret = system.settings.connect_link_secret
+    assert secret is not None
+    return URL(make_link(system.ingest_url, user, secret.get_secret_value(), ttl_s=ttl_s).url)
+
+
 async def start_install(system: System, user: str) -> URL:
-    """``GET /connect/nuvemshop?user=``: the authorize URL ingest redirects to."""
-    async with system.http.get(
-        f"{system.ingest_url}/connect/nuvemshop", params={"user": user}, allow_redirects=False
-    ) as response:
+    """``GET /connect/nuvemshop?user=..&expires=..&signature=..``: the authorize URL ingest
+    redirects to."""
+    async with system.http.get(connect_link(system, user), allow_redirects=False) as response:
         assert response.status == 302, await response.text()
         return URL(response.headers["Location"])
 
@@ -268,13 +275,15 @@ class HangingClient(NuvemshopClient):
 def cli_env(system: System) -> dict[str, str]:
     """The environment a command needs to act on this test's system (and nothing else)."""
     settings = system.settings
-    key = settings.token_encryption_key
+    key, link_secret = settings.token_encryption_key, settings.connect_link_secret
     assert key is not None
+    assert link_secret is not None
     env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTINGS_ENV}
     env |= {
         "AMQP_URL": settings.amqp_url,
         "DATABASE_URL": settings.database_url,
         "TOKEN_ENCRYPTION_KEY": key.get_secret_value(),
+        "CONNECT_LINK_SECRET": link_secret.get_secret_value(),
         "NUVEMSHOP_API_URL": system.simulator.api_url,
         "NUVEMSHOP_AUTH_URL": system.simulator.auth_url,
         "NUVEMSHOP_APP_ID": system.simulator.state.app_id,

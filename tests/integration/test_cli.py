@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,6 +41,7 @@ def env(vhost_url: str, database_url: str) -> dict[str, str]:
         AMQP_URL=vhost_url,
         DATABASE_URL=database_url,
         TOKEN_ENCRYPTION_KEY=generate_key(),
+        CONNECT_LINK_SECRET=secrets.token_urlsafe(32),
         NUVEMSHOP_API_URL=f"http://127.0.0.1:{closed_port()}/v1",
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ def _env(vhost_url: str, database_url: str, **extra: str) -> dict[str, str]:
         AMQP_URL=vhost_url,
         DATABASE_URL=database_url,
         TOKEN_ENCRYPTION_KEY=generate_key(),
+        CONNECT_LINK_SECRET=secrets.token_urlsafe(32),
         NUVEMSHOP_API_URL=f"http://127.0.0.1:{closed_port()}/v1",
         HTTP_HOST="127.0.0.1",
         **extra,

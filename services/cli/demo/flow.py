@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import random
+import secrets
 import socket
 import sys
 import time
@@ -107,6 +108,11 @@ async def run_demo(
     if settings.token_encryption_key is None:
         settings = settings.model_copy(update={"token_encryption_key": SecretStr(generate_key())})
         say("demo: TOKEN_ENCRYPTION_KEY not set, using a key generated for this run")
+    if settings.connect_link_secret is None:
+        settings = settings.model_copy(
+            update={"connect_link_secret": SecretStr(secrets.token_urlsafe(32))}
+        )
+        say("demo: CONNECT_LINK_SECRET not set, using a secret generated for this run")
     try:
         settings, containers = await _infrastructure(settings)
     except RuntimeError as exc:

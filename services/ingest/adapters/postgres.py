@@ -267,3 +267,18 @@ async def set_token(conn: Conn, store_id: int, encrypted_token: bytes) -> None:
         "UPDATE ingest.stores SET access_token = $2 WHERE store_id = $1", store_id, encrypted_token
     )
 
+
+async def claim_oauth_state(conn: Executor, nonce: str, expires: dt.datetime) -> bool:
+    """Spend an OAuth state's nonce: True the first time, False ever after. A nonce is kept until
+    a day after its state expired (a state past its expiry is refused anyway; the day covers
+    clocks that differ between replicas), and those older are pruned here."""
+    await conn.execute(
+        "DELETE FROM ingest.oauth_states WHERE expires_at < now() - interval '1 day'"
+    )
+    row = await conn.fetchrow(
+        "INSERT INTO ingest.oauth_states (nonce, expires_at) VALUES ($1, $2)"
+        " ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+        nonce,
+        expires,
+    )
+    return row is not None
