@@ -1,4 +1,4 @@
-"""Ingest's HTTP routes: the Nuvemshop webhook receiver.
+"""Ingest's HTTP routes: the Nuvemshop webhook receiver (the main URL and the LGPD ones).
 
 A webhook is a prompt, not the data: it is checked (HMAC over the raw body, in constant time),
 parsed, and durably queued on ``ingest.webhooks`` with a publisher confirm before the 2xx goes
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aio_pika.exceptions import AMQPError
 from aiohttp import web
 
-from services.ingest import domain
+from services.ingest import domain, lgpd
 from shared.contracts import WebhookReceived
 from shared.logging import get_logger
 from shared.messaging import Broker, correlation, envelope
@@ -27,6 +28,8 @@ log = get_logger(__name__)
 MAX_WEBHOOK_BYTES = 64 * 1024
 QUEUE_DEADLINE_S = 2.5  # leaves headroom under Nuvemshop's 3-second answer deadline
 SIGNATURE_HEADER = "x-linkedstore-hmac-sha256"
+
+Parse = Callable[[bytes], domain.Webhook]
 
 
 class WebhookReceiver:
@@ -39,7 +42,9 @@ class WebhookReceiver:
         self.metrics.http_requests.labels("/webhooks/nuvemshop", str(status)).inc()
         return web.json_response(body, status=status)
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(
+        self, request: web.Request, parse: Parse = domain.parse_webhook
+    ) -> web.Response:
         if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
             return self._answer(413, {"error": "webhook body over 64 KiB"})
         try:
@@ -53,7 +58,7 @@ class WebhookReceiver:
             )
             return self._answer(401, {"error": "signature does not match"})
         try:
-            hook = domain.parse_webhook(body)
+            hook = parse(body)
         except domain.InvalidWebhook as exc:
             return self._answer(400, {"error": str(exc)})
         event = WebhookReceived(
@@ -80,6 +85,19 @@ class WebhookReceiver:
             return self._answer(503, {"error": "could not queue the webhook, retry later"})
         return self._answer(200, {"status": "queued"})
 
+    def lgpd_handler(self, event: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """The receiver of one LGPD URL: its event comes from the URL, not from the body."""
+
+        def parse(body: bytes) -> domain.Webhook:
+            return lgpd.parse_lgpd_webhook(body, event)
+
+        async def handle(request: web.Request) -> web.Response:
+            return await self.handle(request, parse)
+
+        return handle
+
 
 def add_webhook_routes(app: web.Application, receiver: WebhookReceiver) -> None:
-    app.router.add_post("/webhooks/nuvemshop", receiver.handle)
+    app.router.add_post(lgpd.WEBHOOK_PATH, receiver.handle)
+    for slug, event in lgpd.LGPD_ROUTES.items():
+        app.router.add_post(f"{lgpd.WEBHOOK_PATH}/{slug}", receiver.lgpd_handler(event))
