@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d'
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --allow-unsafe \
 	--strip-extras --extra dev --no-emit-index-url --no-emit-find-links --output-file $(LOCK)
 
-.PHONY: demo test lint typecheck audit unit integration bench services clean lock lock-upgrade
+.PHONY: chaos demo test lint typecheck audit unit integration bench services clean lock lock-upgrade
 
 $(STAMP): pyproject.toml $(LOCK)
 	rm -f $(VENV)/.installed-*
@@ -63,6 +63,11 @@ cluster-stop:
 # The tests marked `cluster` (deselected by `make test`); they start the cluster if it is not running.
 cluster-test: $(STAMP)
 	$(BIN)/pytest -m cluster
+
+# 10,000 orders with services killed at random and each broker/database fault once, on a
+# private broker node and PostgreSQL; prints the reconciliation (docs/reliability.md).
+chaos: $(STAMP)
+	$(BIN)/python -m tests.faults.chaos
 
 # Start the local RabbitMQ and PostgreSQL when they are not answering (machines of this kind).
 services:

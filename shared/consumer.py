@@ -6,8 +6,18 @@ first. Messages that are not JSON or not the contract never reach a handler: the
 the queue. The handler commits its transaction (domain rows and outbox rows together) and says,
 per message, processed or dead-letter; only then are messages acknowledged, with one
 ``ack(multiple=True)``. If a batch fails as a whole the consumer replays it one message at a
-time, so one bad message is dead-lettered alone and its batch-mates go through. Transient
-failures (database or API unreachable) are retried in-process with a growing pause.
+time, so one bad message is dead-lettered alone and its batch-mates go through.
+
+Failures that are not the message's fault are told apart from those that may be:
+- the database or the broker unreachable: the batch waits in-process with a growing pause, as
+  long as it takes, and no message is blamed (a long outage must not dead-letter healthy ones);
+- a handler's ``TransientError`` (a store's API down, say): the messages that still fail alone
+  are retried with a pause, and one that failed ``max_retries`` times goes to ``<queue>.dead``
+  with ``x-error-reason: retries_exhausted`` and the last error, so it never blocks the queue.
+
+The broker link may be rebuilt under the consumer at any time (``shared.link``): deliveries of
+the old channel are dropped (the broker redelivers them, and the inbox makes that harmless), and
+a batch whose acknowledgement or dead-lettering failed is simply left unacknowledged.
 On stop, the consumer is cancelled first, the batch in hand is finished, and anything buffered
 but not started is handed back (nack with requeue).
 """
@@ -16,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,16 +35,18 @@ import orjson
 import pydantic
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, ChannelInvalidStateError
 
 from shared.contracts import Message
+from shared.link import Subscription
 from shared.logging import get_logger
-from shared.messaging import Broker, Envelope
+from shared.messaging import Broker, Envelope, PublishError, content_id
 from shared.metrics import ServiceMetrics
 from shared.outbox import OutboxPublisher, Staged
 
 log = get_logger(__name__)
 
+# The database or the broker, not the message: wait without blaming it.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
@@ -43,6 +54,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
     AMQPError,
 )
 RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -84,9 +97,6 @@ class TransientError(Exception):
     """Raised by a handler for a failure that a later retry can fix (the batch is retried)."""
 
 
-RETRY_LATER: tuple[type[BaseException], ...] = (TransientError, *TRANSIENT_ERRORS)
-
-
 class MalformedError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -122,8 +132,16 @@ def decode(delivery: AbstractIncomingMessage, models: dict[str, type[Message]]) 
         raise MalformedError("invalid_message", f"{model.__name__}: {problems}") from exc
     # Without a message_id (the management UI publishes none) the content names the fact: a
     # delivery tag would repeat after a restart and make the inbox skip a new message.
-    message_id = delivery.message_id or f"{key}:{hashlib.sha256(delivery.body).hexdigest()[:32]}"
+    message_id = delivery.message_id or content_id(key, delivery.body)
     return Incoming(message, message_id, key, delivery)
+
+
+DEFAULT_MAX_RETRIES = 10
+MAX_PAUSE_S = 10.0
+
+
+class _UndeliverableError(Exception):
+    """Dead-lettering failed (the broker is away): leave the batch unacknowledged."""
 
 
 class BatchConsumer:
@@ -141,6 +159,7 @@ class BatchConsumer:
         batch_size: int = 200,
         batch_wait_ms: int = 20,
         on_dead_letter: DeadLetterHook | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         self.broker = broker
         self.pool = pool
@@ -153,15 +172,25 @@ class BatchConsumer:
         self.batch_size = batch_size
         self.batch_wait = batch_wait_ms / 1000
         self.on_dead_letter = on_dead_letter
+        self.max_retries = max_retries
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._backoff = 0.5
+        self._attempts: dict[str, int] = {}
+        self._pause = 0.5
+        self.last_processed_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"consumer:{self.queue}"
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Consume until ``stopping`` is set; then finish the batch in hand and hand back the rest."""
-        channel = await self.broker.consume_connection.channel()
-        await channel.set_qos(prefetch_count=self.batch_size * 2)
-        queue = await channel.get_queue(self.queue, ensure=False)
-        tag = await queue.consume(self._inbox.put)
+        subscription = Subscription(
+            queue=self.queue,
+            prefetch=self.batch_size * 2,
+            on_message=self._inbox.put,
+            on_reset=self._drop_buffered,
+        )
+        await self.broker.subscribe(subscription)
         log.info("consuming", queue=self.queue, batch_size=self.batch_size)
         try:
             while not stopping.is_set():
@@ -169,12 +198,20 @@ class BatchConsumer:
                 if batch:
                     await self._process(batch, stopping)
         finally:
-            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
-                await queue.cancel(tag)
+            await self.broker.unsubscribe(subscription)
             await self._hand_back()
-            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
-                await channel.close()
             log.info("stopped consuming", queue=self.queue)
+
+    def _drop_buffered(self) -> None:
+        """The channel these deliveries came on is gone: the broker redelivers them."""
+        dropped = 0
+        while not self._inbox.empty():
+            self._inbox.get_nowait()
+            dropped += 1
+        if dropped:
+            log.info(
+                "buffered deliveries dropped after a broker event", queue=self.queue, count=dropped
+            )
 
     async def _next_batch(self, stopping: asyncio.Event) -> list[AbstractIncomingMessage]:
         getter = asyncio.ensure_future(self._inbox.get())
@@ -199,12 +236,12 @@ class BatchConsumer:
                 batch.append(await asyncio.wait_for(self._inbox.get(), timeout=remaining))
             except TimeoutError:
                 break
-        return batch
+        return [d for d in batch if _alive(d)]
 
     async def _hand_back(self) -> None:
         while not self._inbox.empty():
             delivery = self._inbox.get_nowait()
-            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await delivery.nack(requeue=True)
             self.metrics.messages.labels(self.queue, "requeued").inc()
 
@@ -212,6 +249,30 @@ class BatchConsumer:
         self, deliveries: list[AbstractIncomingMessage], stopping: asyncio.Event
     ) -> None:
         started = time.perf_counter()
+        try:
+            result = await self._decode_and_handle(deliveries, stopping)
+        except _UndeliverableError as exc:
+            log.warning(
+                "batch left unacknowledged, the broker redelivers it",
+                queue=self.queue,
+                error=str(exc),
+            )
+            return
+        if result is None:
+            await self._requeue(deliveries)
+            return
+        # Committed rows are durable: acknowledging need not wait for the broker's confirms.
+        await self.publisher.submit(result.staged)
+        for staged in result.staged:
+            self.metrics.published.labels(staged.envelope.routing_key).inc()
+        await self._ack(deliveries)
+        self.last_processed_at = time.monotonic()
+        self.metrics.batch_size.labels(self.queue).observe(len(deliveries))
+        self.metrics.batch_seconds.labels(self.queue).observe(time.perf_counter() - started)
+
+    async def _decode_and_handle(
+        self, deliveries: list[AbstractIncomingMessage], stopping: asyncio.Event
+    ) -> BatchResult | None:
         valid: list[Incoming] = []
         for delivery in deliveries:
             try:
@@ -222,46 +283,93 @@ class BatchConsumer:
                 await self._ack([delivery], multiple=False)
         result = await self._handle_until_done(valid, stopping) if valid else BatchResult([])
         if result is None:
-            await self._requeue(deliveries)
-            return
+            return None
         for incoming, outcome in zip(valid, result.outcomes, strict=True):
             if outcome is None:
                 self.metrics.messages.labels(self.queue, "processed").inc()
             else:
                 await self._dead_letter(incoming.delivery, outcome.reason, outcome.detail)
-        # Committed rows are durable: acknowledging need not wait for the broker's confirms.
-        await self.publisher.submit(result.staged)
-        for staged in result.staged:
-            self.metrics.published.labels(staged.envelope.routing_key).inc()
-        await self._ack(deliveries)
-        self._backoff = 0.5
-        self.metrics.batch_size.labels(self.queue).observe(len(deliveries))
-        self.metrics.batch_seconds.labels(self.queue).observe(time.perf_counter() - started)
+        return result
 
     async def _handle_until_done(
         self, batch: list[Incoming], stopping: asyncio.Event
     ) -> BatchResult | None:
-        """Handle the batch, riding out transient failures in-process; None if stopped meanwhile.
+        """Handle the batch, riding out failures in-process; None if stopped meanwhile.
 
         The batch is kept (not handed back) while the database or the API is down: every hand-back
         counts as a delivery, and the queue's delivery limit would dead-letter healthy messages
         during a long outage.
         """
-        while True:
+        done: dict[str, Outcome] = {}
+        staged: list[Staged] = []
+        pending = batch
+        while pending:
             try:
-                return await self._handle(batch)
-            except RETRY_LATER as exc:
-                log.warning(
-                    "batch failed on a transient error, retrying",
-                    queue=self.queue,
-                    error=f"{type(exc).__name__}: {exc}",
-                    pause_s=self._backoff,
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=self._backoff)
-            self._backoff = min(self._backoff * 2, 10.0)
-            if stopping.is_set():
+                result = await self._handle(pending)
+            except TRANSIENT_ERRORS as exc:
+                self._log_retry("batch waits for the database or the broker", exc, pending)
+            except TransientError as exc:
+                pending = await self._isolate_transient(pending, exc, done, staged)
+                if not pending:
+                    break
+            else:
+                done |= {i.message_id: o for i, o in zip(pending, result.outcomes, strict=True)}
+                staged += result.staged
+                break
+            if not await self._pause_unless(stopping):
                 return None
+        self._pause = 0.5
+        return BatchResult([done[i.message_id] for i in batch], staged)
+
+    async def _isolate_transient(
+        self,
+        pending: list[Incoming],
+        error: TransientError,
+        done: dict[str, Outcome],
+        staged: list[Staged],
+    ) -> list[Incoming]:
+        """Try each message alone; count the failures of those that still fail; give up on some."""
+        failing: list[tuple[Incoming, BaseException]] = []
+        if len(pending) == 1:
+            failing = [(pending[0], error)]
+        else:
+            for incoming in pending:
+                try:
+                    single = await self._handle([incoming])
+                except TransientError as single_error:
+                    failing.append((incoming, single_error))
+                    continue
+                done[incoming.message_id] = single.outcomes[0]
+                staged += single.staged
+        still: list[Incoming] = []
+        for incoming, last in failing:
+            attempts = self._attempts.get(incoming.message_id, 0) + 1
+            if attempts >= self.max_retries:
+                self._attempts.pop(incoming.message_id, None)
+                detail = f"{attempts} attempts; last error: {type(last).__name__}: {last}"
+                done[incoming.message_id] = DeadLetter("retries_exhausted", detail)
+                continue
+            self._attempts[incoming.message_id] = attempts
+            still.append(incoming)
+        if still:
+            self._log_retry("messages failed on a transient error, retrying", error, still)
+        return still
+
+    def _log_retry(self, what: str, exc: BaseException, batch: list[Incoming]) -> None:
+        log.warning(
+            what,
+            queue=self.queue,
+            count=len(batch),
+            error=f"{type(exc).__name__}: {exc}",
+            pause_s=self._pause,
+        )
+
+    async def _pause_unless(self, stopping: asyncio.Event) -> bool:
+        """Pause before another attempt; False when stopping (the batch is handed back)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=self._pause)
+        self._pause = min(self._pause * 2, MAX_PAUSE_S)
+        return not stopping.is_set()
 
     async def _handle(self, batch: list[Incoming]) -> BatchResult:
         for attempt in range(3):
@@ -298,7 +406,14 @@ class BatchConsumer:
     async def _dead_letter(
         self, delivery: AbstractIncomingMessage, reason: str, detail: str
     ) -> None:
-        await self.broker.dead_letter(self.queue, delivery, reason, detail)
+        try:
+            await self.broker.dead_letter(self.queue, delivery, reason, detail)
+            if self.on_dead_letter is not None:
+                # A message that cannot be processed may still owe its sender an answer (the ERP's).
+                extra = await self.on_dead_letter(delivery, reason, detail)
+                await self.broker.publish_many(extra)
+        except PublishError as exc:
+            raise _UndeliverableError(f"dead-lettering failed: {exc}") from exc
         self.metrics.messages.labels(self.queue, "dead_lettered").inc()
         structlog.get_logger(__name__).warning(
             "message dead-lettered",
@@ -308,10 +423,6 @@ class BatchConsumer:
             reason=reason,
             detail=detail,
         )
-        if self.on_dead_letter is not None:
-            # A message that cannot be processed may still owe its sender an answer (the ERP's).
-            extra = await self.on_dead_letter(delivery, reason, detail)
-            await self.broker.publish_many(extra)
 
     async def _ack(
         self, deliveries: list[AbstractIncomingMessage], *, multiple: bool = True
@@ -321,7 +432,7 @@ class BatchConsumer:
             return
         try:
             await pending[-1].ack(multiple=multiple)
-        except (AMQPError, ChannelInvalidStateError, RuntimeError) as exc:
+        except CONNECTION_EXCEPTIONS as exc:
             # The channel died after our commit: the broker redelivers, and the handler finds the
             # facts already stored, so nothing is done twice.
             log.warning(
@@ -332,6 +443,15 @@ class BatchConsumer:
         """Hand a batch back to the broker (only when stopping with a batch that cannot finish)."""
         pending = [d for d in deliveries if not d.processed]
         if pending:
-            with contextlib.suppress(AMQPError, ChannelInvalidStateError, RuntimeError):
+            with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await pending[-1].nack(multiple=True, requeue=True)
         self.metrics.messages.labels(self.queue, "requeued").inc(len(pending))
+
+
+def _alive(delivery: AbstractIncomingMessage) -> bool:
+    """Whether the delivery's channel still exists (else the broker has taken it back)."""
+    try:
+        _ = delivery.channel
+    except ChannelInvalidStateError:
+        return False
+    return True

@@ -118,19 +118,27 @@ async def retry_until_up(
     *,
     max_wait: float = 10.0,
     deadline: float | None = None,
+    errors: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call ``attempt`` until it succeeds, one log line per failure, backing off to ``max_wait``.
 
     A service started before its broker or database says so and waits instead of crash-looping.
     ``deadline`` (seconds) bounds the wait for commands that must not hang forever.
     """
+    catch: tuple[type[BaseException], ...] = (
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresError,
+        ConnectionError,
+        *errors,
+    )
     delay = 0.5
     loop = asyncio.get_running_loop()
     started = loop.time()
     while True:
         try:
             return await attempt()
-        except (TimeoutError, OSError, asyncpg.PostgresError, ConnectionError) as exc:
+        except catch as exc:
             waited = loop.time() - started
             if deadline is not None and waited + delay > deadline:
                 raise

@@ -1,8 +1,7 @@
-"""RabbitMQ: connecting, declaring the topology, publishing with confirms, dead-lettering.
+"""RabbitMQ: declaring the topology, publishing with confirms, dead-lettering, consuming.
 
-Publishing and consuming use separate connections, so a consumer blocked by flow control never
-stalls the publisher and the reverse. Every publish waits for the broker's confirm (bounded by a
-timeout: on a lost robust connection aio-pika would otherwise wait forever) and carries the
+The connections themselves belong to ``shared.link.Link``, which rebuilds them after any broker
+event. Every publish waits for the broker's confirm (bounded by a timeout) and carries the
 properties CONTRACT.md promises: JSON, persistent, a stable ``message_id``, ``type=<key>.v1`` and
 ``correlation_id=<store_id>:<order_id>``.
 """
@@ -11,25 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractExchange,
-    AbstractIncomingMessage,
-    AbstractRobustConnection,
-)
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
 
 from shared.contracts import EXCHANGES, Message
 from shared.db import retry_until_up
+from shared.link import Link, LinkDownError, Subscription
 from shared.logging import get_logger
 from shared.topology import QUEUES, QueueSpec
 
 log = get_logger(__name__)
 
+LINK_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_EXCEPTIONS, TimeoutError)
+
 PUBLISH_TIMEOUT_S = 10.0
+# A broker that confirms nothing for this long while publishes wait is treated as away by the
+# callers that must answer quickly (the webhook); under load confirms keep arriving every few ms.
+STALL_S = 0.75
+STALL_CHECK_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ def correlation(store_id: int | None, order_id: int | None) -> str | None:
     if store_id is None or order_id is None:
         return None
     return f"{store_id}:{order_id}"
+
+
+def content_id(routing_key: str | None, body: bytes) -> str:
+    """An id for a message published without one: its content names the fact."""
+    return f"{routing_key or ''}:{hashlib.sha256(body).hexdigest()[:32]}"
 
 
 def error_headers(reason: str, detail: str) -> dict[str, Any]:
@@ -101,70 +110,161 @@ async def declare_topology(
             await queue.bind(exchanges[exchange], key)
 
 
+class PublishError(ConnectionError):
+    """A publish that cannot be said to have reached a queue: retry it later."""
+
+
+class BrokerUnavailableError(PublishError):
+    """The link to RabbitMQ is down (it is reconnecting)."""
+
+
+class PublishTimeoutError(PublishError):
+    """The broker did not confirm in time (it may or may not hold the message)."""
+
+
+class UnroutableError(PublishError):
+    """The broker returned a mandatory message (no queue took it) or refused it (nack)."""
+
+
 class Broker:
-    """Two robust connections (publish, consume) and a confirming publisher channel."""
+    """Publishing with confirms, dead-lettering and consuming over one ``Link``.
+
+    ``connect`` opens the link once (waiting for the broker at start); ``run`` is the task that
+    rebuilds it after any loss. A publish while the link is down fails at once with
+    ``BrokerUnavailableError``, never waits for a reconnection: callers decide (the webhook answers
+    503, the outbox keeps its rows and retries). Every failure is a ``PublishError``.
+    """
 
     def __init__(self, url: str, app_id: str) -> None:
         self.url = url
         self.app_id = app_id
-        self._publish_conn: AbstractRobustConnection | None = None
-        self._consume_conn: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
+        self.link = Link(url, app_id, declare=declare_topology)
+        self._exchanges: dict[tuple[int, str], AbstractExchange] = {}
+        self._in_flight = 0
+        self._waiting_since = 0.0  # when the in-flight count last rose from zero
+        self._last_confirm = 0.0
+
+    def stalled_for(self) -> float:
+        """Seconds the broker has confirmed nothing while publishes were waiting (0 if none)."""
+        if self._in_flight == 0:
+            return 0.0
+        return time.monotonic() - max(self._waiting_since, self._last_confirm)
 
     async def connect(self, *, deadline: float | None = None) -> None:
-        async def attempt() -> None:
-            self._publish_conn = await aio_pika.connect_robust(
-                self.url, client_properties={"connection_name": f"{self.app_id}-publish"}
-            )
+        await retry_until_up("broker", self.link.open, deadline=deadline, errors=LINK_ERRORS)
 
-        await retry_until_up("broker", attempt, deadline=deadline)
-        assert self._publish_conn is not None
-        self._channel = await self._publish_conn.channel(publisher_confirms=True)
-        await declare_topology(self._channel)
-        self._consume_conn = await aio_pika.connect_robust(
-            self.url, client_properties={"connection_name": f"{self.app_id}-consume"}
-        )
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Keep the link up until ``stopping`` is set (run it as a supervised task)."""
+        await self.link.run(stopping)
 
-    @property
-    def consume_connection(self) -> AbstractRobustConnection:
-        if self._consume_conn is None:
-            raise RuntimeError("broker not connected")
-        return self._consume_conn
+    async def subscribe(self, subscription: Subscription) -> None:
+        await self.link.subscribe(subscription)
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        await self.link.unsubscribe(subscription)
 
     @property
     def is_connected(self) -> bool:
-        return (
-            self._publish_conn is not None
-            and not self._publish_conn.is_closed
-            and self._consume_conn is not None
-            and not self._consume_conn.is_closed
-        )
+        return self.link.is_up
 
-    async def _exchange(self, name: str) -> AbstractExchange:
-        if self._channel is None:
-            raise RuntimeError("broker not connected")
+    async def wait_up(self, within: float | None = None) -> bool:
+        return await self.link.wait_up(within)
+
+    def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
         if name == "":
-            return self._channel.default_exchange
-        found = self._exchanges.get(name)
+            return channel.default_exchange
+        key = (self.link.generation, name)
+        found = self._exchanges.get(key)
         if found is None:
-            found = await self._channel.get_exchange(name, ensure=False)
-            self._exchanges[name] = found
+            # A name, not a declaration: the link declared our exchanges when it connected.
+            found = aio_pika.Exchange(channel, name, passive=True)
+            self._exchanges = {k: v for k, v in self._exchanges.items() if k[0] == key[0]}
+            self._exchanges[key] = found
         return found
 
-    async def publish(self, env: Envelope, *, confirm_timeout: float = PUBLISH_TIMEOUT_S) -> None:
-        """Publish one envelope and wait for the broker's confirm."""
-        exchange = await self._exchange(env.exchange)
-        await exchange.publish(
-            amqp_message(env, self.app_id), routing_key=env.routing_key, timeout=confirm_timeout
+    async def publish(
+        self,
+        env: Envelope,
+        *,
+        confirm_timeout: float = PUBLISH_TIMEOUT_S,
+        mandatory: bool = False,
+        give_up_stalled: bool = False,
+    ) -> None:
+        """Publish one envelope and wait for the broker's confirm (``PublishError`` otherwise).
+
+        ``mandatory``: a message no queue takes is a failure (the webhook, dead letters), not a
+        message the broker may drop; events for other services' exchanges are not mandatory,
+        since having no consumer bound is legitimate there. ``give_up_stalled``: stop waiting
+        as soon as the broker has confirmed nothing for ``STALL_S`` (a stalled connection looks
+        alive until its heartbeat expires), instead of waiting out ``confirm_timeout``.
+        """
+        try:
+            channel = self.link.publish_channel
+        except LinkDownError as exc:
+            raise BrokerUnavailableError(str(exc)) from exc
+        exchange = self._exchange(channel, env.exchange)
+        if self._in_flight == 0:
+            self._waiting_since = time.monotonic()
+        self._in_flight += 1
+        confirming = asyncio.ensure_future(
+            exchange.publish(
+                amqp_message(env, self.app_id),
+                routing_key=env.routing_key,
+                mandatory=mandatory,
+                timeout=confirm_timeout,
+            )
         )
+        try:
+            await self._await_confirm(confirming, give_up_stalled=give_up_stalled)
+            self._last_confirm = time.monotonic()
+        except PublishError:
+            raise
+        except TimeoutError as exc:
+            raise PublishTimeoutError(f"no confirm within {confirm_timeout} s") from exc
+        except DeliveryError as exc:
+            reason = _delivery_reason(exc)
+            raise UnroutableError(f"{env.exchange}/{env.routing_key}: {reason}") from exc
+        except asyncio.CancelledError:
+            confirming.cancel()
+            raise
+        except CONNECTION_EXCEPTIONS as exc:
+            self.link.suspect(exc)
+            raise BrokerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._in_flight -= 1
+
+    async def _await_confirm(
+        self, confirming: asyncio.Future[Any], *, give_up_stalled: bool
+    ) -> None:
+        if not give_up_stalled:
+            await confirming
+            return
+        while True:
+            done, _ = await asyncio.wait({confirming}, timeout=STALL_CHECK_S)
+            if done:
+                confirming.result()
+                return
+            if self.stalled_for() > STALL_S:
+                confirming.cancel()
+                raise PublishTimeoutError(f"the broker confirmed nothing for {STALL_S} s")
 
     async def publish_many(
-        self, envs: list[Envelope], *, confirm_timeout: float = PUBLISH_TIMEOUT_S
+        self,
+        envs: list[Envelope],
+        *,
+        confirm_timeout: float = PUBLISH_TIMEOUT_S,
+        mandatory: bool = False,
     ) -> None:
         """Publish in order on one channel and wait for every confirm at once."""
-        if envs:
-            await asyncio.gather(*(self.publish(e, confirm_timeout=confirm_timeout) for e in envs))
+        if not envs:
+            return
+        results = await asyncio.gather(
+            *(self.publish(e, confirm_timeout=confirm_timeout, mandatory=mandatory) for e in envs),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def dead_letter(
         self, queue: str, incoming: AbstractIncomingMessage, reason: str, detail: str
@@ -183,18 +283,20 @@ class Broker:
             exchange="",
             routing_key=target_queue,
             body=incoming.body,
-            message_id=incoming.message_id or "",
+            # A returned message is matched to its publish by id: never publish one without.
+            message_id=incoming.message_id or content_id(incoming.routing_key, incoming.body),
             type=incoming.type or "",
             correlation_id=incoming.correlation_id,
             headers=headers,
         )
-        await self.publish(env)
+        await self.publish(env, mandatory=True)
 
     async def close(self) -> None:
-        for conn in (self._consume_conn, self._publish_conn):
-            if conn is not None and not conn.is_closed:
-                await conn.close()
-        self._consume_conn = None
-        self._publish_conn = None
-        self._channel = None
+        await self.link.close()
         self._exchanges.clear()
+
+
+def _delivery_reason(exc: DeliveryError) -> str:
+    frame = getattr(exc, "frame", None)
+    text = getattr(frame, "reply_text", None)
+    return str(text) if text else "returned or refused by the broker"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class ServiceMetrics:
@@ -46,6 +46,18 @@ class ServiceMetrics:
             "nuvem_ledger_nuvemshop_requests_total",
             "Requests made to the Nuvemshop API, by status.",
             ["status"],
+            registry=self.registry,
+        )
+
+        self.task_restarts = Counter(
+            "nuvem_ledger_task_restarts_total",
+            "Restarts of supervised background tasks, by task.",
+            ["task"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "nuvem_ledger_ready",
+            "1 when the service answers /readyz with 200, else 0 (updated on each probe).",
             registry=self.registry,
         )
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.db import Conn
+from shared.db import Conn, Executor
 from shared.logging import get_logger
-from shared.messaging import Broker, Envelope
+from shared.messaging import Broker, Envelope, PublishError
 
 log = get_logger(__name__)
 
@@ -67,10 +67,8 @@ async def publish_staged(
         return True
     try:
         await broker.publish_many([s.envelope for s in staged])
-    except (TimeoutError, ConnectionError, RuntimeError, OSError) as exc:
-        log.warning(
-            "publish failed, the outbox relay will retry", error=str(exc), count=len(staged)
-        )
+    except PublishError as exc:
+        log.warning("publish failed, kept in the outbox", error=str(exc), count=len(staged))
         return False
     try:
         await forget(pool, schema, [s.id for s in staged])
@@ -105,6 +103,7 @@ class OutboxPublisher:
         self.broker = broker
         self._queue: asyncio.Queue[list[Staged]] = asyncio.Queue(max_pending)
         self.draining = asyncio.Event()
+        self.retrying = False  # rows in hand wait for the broker: the relay leaves them alone
 
     async def submit(self, staged: list[Staged]) -> None:
         if staged:
@@ -131,7 +130,21 @@ class OutboxPublisher:
                 self._queue.task_done()
 
     async def _publish(self, staged: list[Staged]) -> None:
-        await publish_staged(self.pool, self.schema, self.broker, staged)
+        """Publish, waiting for the broker as long as it takes, so commit order is kept.
+
+        Only when the service stops during an outage are the rows left to the relay (of the
+        next start): they are committed, so nothing is lost.
+        """
+        pause = 0.2
+        try:
+            while not await publish_staged(self.pool, self.schema, self.broker, staged):
+                self.retrying = True
+                if self.draining.is_set():
+                    return
+                await self.broker.wait_up(within=pause)
+                pause = min(pause * 2, 5.0)
+        finally:
+            self.retrying = False
 
 
 class OutboxRelay:
@@ -145,12 +158,14 @@ class OutboxRelay:
         *,
         interval_s: float = 1.0,
         grace_s: float = 5.0,
+        publisher: OutboxPublisher | None = None,
     ) -> None:
         self.pool = pool
         self.schema = schema
         self.broker = broker
         self.interval_s = interval_s
         self.grace_s = grace_s
+        self.publisher = publisher
 
     async def sweep_once(self, limit: int = 500) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -188,16 +203,82 @@ class OutboxRelay:
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
+            # While the broker is away, or the publisher still holds rows for it, a sweep would
+            # only fail or send those rows twice.
+            if self.broker.is_connected and not (self.publisher and self.publisher.retrying):
+                try:
+                    await self.sweep_once()
+                except (
+                    PublishError,
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                ) as exc:
+                    log.warning("outbox relay sweep failed", schema=self.schema, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
+
+
+async def backlog(conn: Executor, schema: str) -> tuple[int, float]:
+    """Rows waiting in the outbox and the age in seconds of the oldest (0 when empty)."""
+    row = await conn.fetchrow(
+        f"SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)),"
+        f" 0)::float8 AS age FROM {schema}.outbox"
+    )
+    assert row is not None
+    return int(row["n"]), float(row["age"])
+
+
+class InboxPruner:
+    """Forgets consumed message ids older than the retention, in small batches (short locks).
+
+    The retention (``INBOX_RETENTION_DAYS``) must outlast any redelivery: a message redelivered
+    after its id was forgotten would be processed again, and only the domain's unique keys would
+    stop a second effect.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        *,
+        retention_s: float,
+        interval_s: float = 60.0,
+        batch: int = 1000,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        self.retention_s = retention_s
+        self.interval_s = interval_s
+        self.batch = batch
+
+    async def prune_once(self) -> int:
+        pruned = 0
+        while True:
+            status = await self.pool.execute(
+                f"""
+                DELETE FROM {self.schema}.inbox WHERE message_id IN (
+                    SELECT message_id FROM {self.schema}.inbox
+                    WHERE processed_at < now() - make_interval(secs => $1)
+                    LIMIT $2 FOR UPDATE SKIP LOCKED)
+                """,
+                self.retention_s,
+                self.batch,
+            )
+            deleted = int(status.split()[-1])
+            pruned += deleted
+            if deleted < self.batch:
+                return pruned
+            await asyncio.sleep(0.01)  # let the consumers' transactions in between batches
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             try:
-                await self.sweep_once()
-            except (
-                TimeoutError,
-                ConnectionError,
-                OSError,
-                RuntimeError,
-                asyncpg.PostgresError,
-            ) as exc:
-                log.warning("outbox relay sweep failed", schema=self.schema, error=str(exc))
+                pruned = await self.prune_once()
+                if pruned:
+                    log.info("inbox pruned", schema=self.schema, count=pruned)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("inbox pruning failed", schema=self.schema, error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
 

@@ -3,9 +3,10 @@
 Each service is a ``Service``: its consumers, its background loops and its extra HTTP routes.
 The runtime gives every service the same life: wait for PostgreSQL (migrating it) and
 RabbitMQ with one log line per failed attempt, serve ``/healthz``, ``/readyz`` and ``/metrics``
-on the service's port, run consumers and loops, and on SIGTERM or SIGINT stop taking new
-requests and messages, let the batch in hand finish (bounded by a grace period), hand back
-what was buffered, and close connections.
+on the service's port, run consumers and loops under a ``Supervisor`` (with the broker link's
+keeper among them), and on SIGTERM or SIGINT stop taking new requests and messages, let the
+batch in hand finish (bounded by a grace period), hand back what was buffered, and close
+connections. A supervised task that keeps failing stops the process with exit code 1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +23,18 @@ from aiohttp import web
 
 from shared.consumer import BatchConsumer
 from shared.db import SchemaMigrations, connect_database
+from shared.health import HealthProbe
 from shared.logging import get_logger
 from shared.messaging import Broker
 from shared.metrics import ServiceMetrics
-from shared.outbox import OutboxPublisher, OutboxRelay
+from shared.outbox import InboxPruner, OutboxPublisher, OutboxRelay
 from shared.settings import Settings
+from shared.supervisor import Loop, LoopWatch, Supervisor
 
 log = get_logger(__name__)
 
-Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 SHUTDOWN_GRACE_S = 20.0
+SECONDS_PER_DAY = 86400.0
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Context:
     metrics: ServiceMetrics
     publisher: OutboxPublisher
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    supervisor: Supervisor | None = None
 
 
 class Service:
@@ -60,8 +64,17 @@ class Service:
     def consumers(self) -> list[BatchConsumer]:
         return []
 
-    def loops(self) -> list[Loop]:
-        return [OutboxRelay(self.ctx.pool, self.schema, self.ctx.broker).run]
+    def loops(self) -> dict[str, Loop]:
+        """Background loops by name (each is supervised; the name labels its restarts)."""
+        ctx = self.ctx
+        relay = OutboxRelay(ctx.pool, self.schema, ctx.broker, publisher=ctx.publisher)
+        pruner = InboxPruner(
+            ctx.pool,
+            self.schema,
+            retention_s=ctx.settings.inbox_retention_days * SECONDS_PER_DAY,
+            interval_s=min(60.0, ctx.settings.inbox_retention_days * SECONDS_PER_DAY),
+        )
+        return {"outbox-relay": relay.run, "inbox-pruner": pruner.run}
 
     def add_routes(self, app: web.Application) -> None:
         """Extra routes on the service's port (ingest's webhooks and OAuth)."""
@@ -77,27 +90,20 @@ ServiceFactory = Callable[[Context], Service]
 
 
 def health_app(
-    ctx: Context, service: Service, *, client_max_size: int = 64 * 1024
+    ctx: Context, service: Service, probe: HealthProbe, *, client_max_size: int = 64 * 1024
 ) -> web.Application:
     """The aiohttp app of one service: health, readiness, metrics, and the service's routes."""
     app = web.Application(client_max_size=client_max_size)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "service": ctx.name})
+        why = probe.liveness_problems()
+        body = {"status": "ok" if not why else "failing", "service": ctx.name, "why": why}
+        return web.json_response(body, status=503 if why else 200)
 
     async def readyz(_: web.Request) -> web.Response:
-        problems: list[str] = []
-        if ctx.stopping.is_set():
-            problems.append("stopping")
-        if not ctx.broker.is_connected:
-            problems.append("broker unreachable")
-        try:
-            await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), timeout=2)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            problems.append("database unreachable")
-        status = 503 if problems else 200
-        body = {"status": "ready" if not problems else "not ready", "problems": problems}
-        return web.json_response(body, status=status)
+        why = await probe.readiness_problems()
+        ctx.metrics.ready.set(0 if why else 1)
+        return web.json_response({"ready": not why, "why": why}, status=503 if why else 200)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=ctx.metrics.render(), content_type="text/plain")
@@ -110,25 +116,39 @@ def health_app(
 
 
 class Running:
-    """A started service: its HTTP site, its tasks, and how to stop it."""
+    """A started service: its HTTP site, its supervised tasks, and how to stop it."""
 
-    def __init__(self, ctx: Context, service: Service, runner: web.AppRunner) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        service: Service,
+        runner: web.AppRunner,
+        supervisor: Supervisor,
+        probe: HealthProbe,
+    ) -> None:
         self.ctx = ctx
         self.service = service
         self.runner = runner
-        self.tasks: list[asyncio.Task[None]] = []
+        self.supervisor = supervisor
+        self.probe = probe
         self.publishing: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
         return _bound_port(self.runner)
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Every supervised task but the outbox publisher (which drains last)."""
+        return [t for t in self.supervisor.tasks.values() if t is not self.publishing]
+
     async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop taking requests and messages, finish the batch in hand, close everything."""
         self.ctx.stopping.set()
         await self.runner.cleanup()
-        if self.tasks:
-            _, pending = await asyncio.wait(self.tasks, timeout=grace_s)
+        tasks = self.tasks
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
             for task in pending:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,12 +160,8 @@ class Running:
                 await asyncio.wait_for(self.publishing, timeout=grace_s)
             except TimeoutError:
                 log.warning("outbox not drained in time; the relay sends the rest at next start")
-        for task in self.tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                log.error(
-                    "task ended with an error", service=self.ctx.name, error=str(task.exception())
-                )
         await self.service.close()
+        await self.probe.close()
         await self.ctx.broker.close()
         await self.ctx.pool.close()
         log.info("service stopped", service=self.ctx.name)
@@ -162,7 +178,7 @@ async def _serve_while_starting(name: str, host: str, port: int) -> web.AppRunne
         return web.json_response({"status": "ok", "service": name, "starting": True})
 
     async def not_yet(_: web.Request) -> web.Response:
-        body = {"status": "not ready", "problems": ["starting: waiting for database and broker"]}
+        body = {"ready": False, "why": ["starting: waiting for the database and the broker"]}
         return web.json_response(body, status=503)
 
     app = web.Application()
@@ -213,25 +229,39 @@ async def start_service(
     finally:
         await starting.cleanup()
     schema = getattr(factory, "schema", "") or name
+    metrics = ServiceMetrics(name)
     ctx = Context(
         name=name,
         settings=settings,
         pool=pool,
         broker=broker,
-        metrics=ServiceMetrics(name),
+        metrics=metrics,
         publisher=OutboxPublisher(pool, schema, broker),
     )
+    supervisor = Supervisor(metrics, ctx.stopping)
+    ctx.supervisor = supervisor
     service = factory(ctx)
     await service.start()
-    runner = web.AppRunner(health_app(ctx, service), handle_signals=False, access_log=None)
+    watch = LoopWatch()
+    probe = HealthProbe(
+        service=ctx.name,
+        settings=settings,
+        schema=schema,
+        broker=broker,
+        supervisor=supervisor,
+        watch=watch,
+    )
+    runner = web.AppRunner(health_app(ctx, service, probe), handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, bind_host, bind_port, reuse_address=True).start()
-    running = Running(ctx, service, runner)
+    running = Running(ctx, service, runner, supervisor, probe)
+    supervisor.spawn("broker-link", broker.run)
+    supervisor.spawn("loop-watch", watch.run)
     for consumer in service.consumers():
-        running.tasks.append(asyncio.create_task(consumer.run(ctx.stopping), name=consumer.queue))
-    for loop in service.loops():
-        running.tasks.append(asyncio.create_task(loop(ctx.stopping)))
-    running.publishing = asyncio.create_task(ctx.publisher.run(ctx.stopping))
+        supervisor.spawn(consumer.name, consumer.run)
+    for loop_name, loop in service.loops().items():
+        supervisor.spawn(loop_name, loop)
+    running.publishing = supervisor.spawn("outbox-publisher", ctx.publisher.run)
     log.info("service started", service=name, port=running.port)
     return running
 
@@ -267,7 +297,13 @@ async def run_until_signalled(
         log.error("service could not start", error=str(starting.exception()))
         code = 1
     else:
-        await stopper
+        failing = [asyncio.ensure_future(r.supervisor.failed.wait()) for r in running]
+        await asyncio.wait([stopper, *failing], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in failing:
+            waiter.cancel()
+        if not stop.is_set():
+            log.error("a task kept failing: stopping with exit code 1 for a restart")
+            code = 1
     stopper.cancel()
     log.info("stopping", services=names)
     await asyncio.gather(*(r.stop() for r in running))

@@ -44,10 +44,24 @@ class Settings(BaseSettings):
     # inside the system; a store that wants its own day sets e.g. America/Sao_Paulo.
     sale_timezone: str = "UTC"
 
+    # How long consumed message ids are remembered (longer than any redelivery window).
+    inbox_retention_days: float = Field(default=7.0, gt=0)
+
     # Tuning of our own (not in the contract): the event loop, batch size and wait of consumers.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     batch_size: int = Field(default=200, ge=1, le=5000)
     batch_wait_ms: int = Field(default=20, ge=0)
+    # A message whose handling keeps failing on a transient error goes to <queue>.dead after this
+    # many attempts (x-error-reason: retries_exhausted).
+    max_retries: int = Field(default=10, ge=1)
+    # Retries of one Nuvemshop request (429 and 5xx) before it counts as the API unavailable.
+    nuvemshop_max_retries: int = Field(default=5, ge=0)
+    # How long a webhook may wait for the broker's confirm before it is answered 503 (a broker
+    # that confirms nothing at all for STALL_S is given up on sooner, see shared.messaging).
+    webhook_queue_timeout_s: float = Field(default=2.5, gt=0, le=2.5)
+    # A service whose outbox holds a row older than this is not ready (its broker is not taking
+    # what it commits).
+    outbox_max_age_s: float = Field(default=60.0, gt=0)
     # The demo runs with a generated key and says so; services refuse to start without one.
     demo_mode: bool = False
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -13,6 +15,38 @@ from services.ingest.tokens import generate_key
 from shared.settings import Settings
 from tests import infra
 from tests.harness import System, start_system
+
+# A task or future that dies with nobody to hear it fails its test (issue 9). asyncio reports
+# such errors ("Task exception was never retrieved") to the loop's exception handler, which by
+# default only logs them: every loop the tests get records them instead, and each test's
+# teardown fails when any arrived during it.
+_UNHANDLED: list[str] = []
+
+
+def _record_unhandled(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    _UNHANDLED.append(f"{context.get('message')}: {type(exc).__name__}: {exc}")
+
+
+class _RecordingPolicy(asyncio.DefaultEventLoopPolicy):
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        loop.set_exception_handler(_record_unhandled)
+        return loop
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    return _RecordingPolicy()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    yield
+    gc.collect()  # futures nobody awaited report their errors when collected
+    errors, _UNHANDLED[:] = list(_UNHANDLED), []
+    if errors:
+        raise AssertionError("unhandled errors in tasks:\n" + "\n".join(errors))
 
 
 @pytest.fixture(scope="session")

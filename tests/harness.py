@@ -18,7 +18,8 @@ from typing import Any
 import aio_pika
 import aiohttp
 import orjson
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pydantic import SecretStr
 
 from services.ingest.adapters.nuvemshop import NuvemshopClient
@@ -28,9 +29,12 @@ from services.simulator.runner import Running as Simulator
 from services.simulator.runner import start_simulator
 from services.simulator.webhooks import send_webhook
 from shared.contracts import EXCHANGES, Message
+from shared.link import Link, Subscription
 from shared.messaging import Broker, envelope
 from shared.runtime import Running, start_service
 from shared.settings import Settings
+
+OBSERVER_QUEUE = "test.observer"
 
 
 @dataclass(frozen=True)
@@ -48,32 +52,49 @@ class Seen:
 
 @dataclass
 class Observer:
-    """Every message published on our exchanges during a test, in arrival order."""
+    """Every message published on our exchanges during a test, in arrival order.
 
-    connection: AbstractRobustConnection
+    It listens on a durable queue of the test's own vhost through a ``Link``, so it keeps
+    listening across broker events (a test that closes every connection still sees everything).
+    """
+
+    link: Link
     seen: list[Seen] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _keeper: asyncio.Task[None] | None = None
+    _ids: set[str] = field(default_factory=set)
 
     @classmethod
     async def start(cls, amqp_url: str) -> Observer:
-        connection = await aio_pika.connect_robust(amqp_url)
-        observer = cls(connection)
-        channel = await connection.channel()
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        for name in EXCHANGES:
-            exchange = await channel.declare_exchange(
-                name, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            await queue.bind(exchange, "#")
-        await queue.consume(observer._on_message, no_ack=True)
+        async def declare(channel: AbstractChannel) -> None:
+            queue = await channel.declare_queue(OBSERVER_QUEUE, durable=True)
+            for name in EXCHANGES:
+                exchange = await channel.declare_exchange(
+                    name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
+                await queue.bind(exchange, "#")
+
+        observer = cls(Link(amqp_url, "test-observer", declare=declare))
+        await observer.link.subscribe(
+            Subscription(OBSERVER_QUEUE, 1000, observer._on_message, lambda: None)
+        )
+        await observer.link.open()
+        observer._keeper = asyncio.create_task(observer.link.run(observer._stop))
         return observer
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+            await message.ack()
+        if message.redelivered and message.message_id in self._ids:
+            return  # our own queue redelivered it after a broker event: already recorded
+        if message.message_id:
+            self._ids.add(message.message_id)
         self.seen.append(
             Seen(
                 routing_key=message.routing_key or "",
                 exchange=message.exchange or "",
-                body=orjson.loads(message.body),
+                body=_json_or_raw(message.body),
                 message_id=message.message_id,
                 type=message.type,
                 correlation_id=message.correlation_id,
@@ -120,7 +141,19 @@ class Observer:
             last = len(self.seen)
 
     async def close(self) -> None:
-        await self.connection.close()
+        self._stop.set()
+        if self._keeper is not None:
+            await self._keeper
+        await self.link.close()
+
+
+def _json_or_raw(body: bytes) -> dict[str, Any]:
+    """A message's JSON object; what tests publish on purpose as junk stays readable as raw."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {"_raw": body.decode(errors="replace")}
+    return parsed if isinstance(parsed, dict) else {"_raw": parsed}
 
 
 @dataclass
@@ -131,6 +164,8 @@ class System:
     observer: Observer
     erp: Broker
     http: aiohttp.ClientSession
+    erp_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    erp_keeper: asyncio.Task[None] | None = None
 
     @property
     def ingest_url(self) -> str:
@@ -185,6 +220,9 @@ class System:
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop(grace_s=5) for s in self.services.values()))
         await self.observer.close()
+        self.erp_stop.set()
+        if self.erp_keeper is not None:
+            await self.erp_keeper
         await self.erp.close()
         await self.http.close()
         await self.simulator.close()
@@ -221,4 +259,6 @@ async def start_system(
     observer = await Observer.start(settings.amqp_url)
     erp = Broker(settings.amqp_url, app_id="test-erp")
     await erp.connect(deadline=10)
-    return System(settings, simulator, running, observer, erp, aiohttp.ClientSession())
+    built = System(settings, simulator, running, observer, erp, aiohttp.ClientSession())
+    built.erp_keeper = asyncio.create_task(erp.run(built.erp_stop))
+    return built

@@ -16,8 +16,9 @@ from services.ingest.tokens import TokenCipher, cipher_from_settings
 from services.ingest.webhooks import WebhookHandler
 from shared.consumer import BatchConsumer
 from shared.contracts import WebhookReceived
-from shared.runtime import Context, Loop, Service
+from shared.runtime import Context, Service
 from shared.settings import Settings
+from shared.supervisor import Loop
 from shared.topology import INGEST_WEBHOOKS
 
 
@@ -39,7 +40,10 @@ class IngestService(Service):
         secret_from_settings(settings)  # refuses to start without the connect-link secret
         secret = settings.nuvemshop_client_secret
         self.receiver = WebhookReceiver(
-            ctx.broker, secret.get_secret_value() if secret else None, ctx.metrics
+            ctx.broker,
+            secret.get_secret_value() if secret else None,
+            ctx.metrics,
+            queue_timeout_s=settings.webhook_queue_timeout_s,
         )
         self._session: aiohttp.ClientSession | None = None
         self._client: NuvemshopClient | None = None
@@ -57,6 +61,7 @@ class IngestService(Service):
             api_url=self.ctx.settings.nuvemshop_api_url,
             token_header=self.ctx.settings.nuvemshop_token_header,
             user_agent=self.ctx.settings.nuvemshop_user_agent,
+            max_retries=self.ctx.settings.nuvemshop_max_retries,
         )
 
     async def close(self) -> None:
@@ -77,10 +82,11 @@ class IngestService(Service):
                 publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
+                max_retries=ctx.settings.max_retries,
             )
         ]
 
-    def loops(self) -> list[Loop]:
+    def loops(self) -> dict[str, Loop]:
         ctx = self.ctx
         poller = Poller(
             ctx.pool,
@@ -90,7 +96,7 @@ class IngestService(Service):
             interval_s=ctx.settings.poll_interval_seconds,
             publisher=ctx.publisher,
         )
-        return [*super().loops(), poller.run]
+        return {**super().loops(), "poller": poller.run}
 
     def add_routes(self, app: web.Application) -> None:
         add_webhook_routes(app, self.receiver)

@@ -35,7 +35,7 @@ from services.ingest.handlers import (
     now,
     order_id_of,
 )
-from services.ingest.tokens import TokenCipher, TokenKeyError
+from services.ingest.tokens import TokenCipher
 from shared.logging import get_logger
 from shared.messaging import Broker
 from shared.outbox import OutboxPublisher, Staged, publish_staged
@@ -109,7 +109,8 @@ class SyncResult:
     cancelled: int = 0
     invalid: int = 0
     published: bool = True
-    outcome: str = "ok"  # ok | revoked | suspended | unavailable | locked
+    outcome: str = "ok"  # ok | revoked | suspended | unavailable | locked | disabled
+    error: str | None = None
 
 
 async def commit_page(
@@ -172,6 +173,7 @@ async def read_pages(
         log.warning("store suspended (402): paused", store_id=store.store_id)
     except ApiUnavailable as exc:
         result.outcome = "unavailable"
+        result.error = f"Nuvemshop API unavailable: {exc}"
         log.warning(
             "Nuvemshop API unavailable, will retry", store_id=store.store_id, error=str(exc)
         )
@@ -212,14 +214,8 @@ class Poller:
 
         async def one(store: db.StoreRecord) -> None:
             async with limit:
-                if stopping.is_set():
-                    return
-                try:
-                    await self.poll_store(store)
-                except TokenKeyError as exc:
-                    # One store's unreadable token must not stop the polling of the others.
-                    log.error("store not polled", store_id=store.store_id, error=str(exc))
-                    await db.schedule_poll(self.pool, store.store_id, self.interval_s)
+                if not stopping.is_set():
+                    await self.poll_isolated(store)
 
         while not stopping.is_set():
             try:
@@ -228,6 +224,29 @@ class Poller:
                 log.warning("poller pass failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=self.tick_s)
+
+    async def poll_isolated(self, store: db.StoreRecord) -> SyncResult | None:
+        """Poll one store; whatever its API answers, the other stores' polling goes on.
+
+        An unexpected answer (403 missing scope, 5xx after retries, invalid JSON, missing
+        headers) or an unreadable token is recorded on the store (``integration show``:
+        ``last_error``, ``last_error_at``) and the store backs off. Only the database failing
+        fails the pass (it fails for every store alike).
+        """
+        try:
+            result = await self.poll_store(store)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            raise
+        except Exception as exc:  # one store's surprise must not stop the others
+            await self._failed(store.store_id, f"{type(exc).__name__}: {exc}")
+            return None
+        if result.outcome == "unavailable":
+            await self._failed(store.store_id, result.error or "Nuvemshop API unavailable")
+        return result
+
+    async def _failed(self, store_id: int, error: str) -> None:
+        pause = await db.record_store_error(self.pool, store_id, error[:500], self.interval_s)
+        log.warning("store not polled", store_id=store_id, error=error[:500], retry_in_s=pause)
 
     async def poll_store(self, store: db.StoreRecord) -> SyncResult:
         async with self.pool.acquire() as lock_conn:
@@ -258,7 +277,7 @@ class Poller:
         if result.outcome == "ok" and result.published:
             await db.mark_synced(self.pool, fresh.store_id, end)
             await db.schedule_poll(self.pool, fresh.store_id, self.interval_s)
-        elif result.outcome in ("unavailable", "ok"):
+        elif result.outcome == "ok":
             await db.schedule_poll(self.pool, fresh.store_id, min(self.interval_s, 30.0))
         log.info(
             "store polled",

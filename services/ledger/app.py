@@ -43,6 +43,7 @@ class LedgerService(Service):
                 publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
+                max_retries=ctx.settings.max_retries,
                 on_dead_letter=refuse_malformed,
             )
         ]

@@ -30,5 +30,6 @@ class MapperService(Service):
                 publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
+                max_retries=ctx.settings.max_retries,
             )
         ]

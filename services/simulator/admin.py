@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.simulator import api
 from services.simulator.lgpd import UnknownCustomerError
 from services.simulator.orderbook import UnknownOrderError, UnknownStoreError
 from services.simulator.timefmt import parse_ts
@@ -93,8 +94,9 @@ async def show_store(request: web.Request) -> web.Response:
 
 
 async def store_action(request: web.Request) -> web.Response:
-    """`POST /_sim/stores/{id}/{revoke|reinstall|uninstall|suspend|fail}` (suspend: `{"on":
-    bool}`; fail: `{"statuses": [503, ...]}`, what the next order reads answer instead)."""
+    """`POST /_sim/stores/{id}/{revoke|reinstall|uninstall|suspend|fail|fault}` (suspend:
+    `{"on": bool}`; fail: `{"statuses": [503, ...]}`, what the next order reads answer instead;
+    fault: `{"fault": "403"|"500"|"invalid_json"|"no_headers"|null}`, until cleared)."""
     state, store_id, action = request.app[STATE_KEY], _sid(request), request.match_info["action"]
     payload = await read_json(request)
     if action == "revoke":
@@ -108,6 +110,11 @@ async def store_action(request: web.Request) -> web.Response:
     elif action == "fail":
         statuses = [int(s) for s in payload.get("statuses", [503])]
         state.store(store_id).failing_reads.extend(statuses)
+    elif action == "fault":
+        fault = payload.get("fault")
+        if fault is not None and fault not in api.FAULTS:
+            raise ApiError(400, {"error": f"fault must be one of {sorted(api.FAULTS)} or null"})
+        state.set_fault(store_id, fault)
     else:
         raise ApiError(404, {"error": f"unknown action {action}"})
     return json_response(state.store(store_id).summary())

@@ -51,6 +51,11 @@ KNOWN_EVENTS = frozenset(
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 UNAUTHORIZED = {"code": 401, "message": "Unauthorized", "description": "Invalid access token"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Test controls (not Nuvemshop behaviour we claim, but answers a real API can give): a token
+# without a scope the call needs (403), an outage (500), a body that is not JSON, and an answer
+# without its paging and rate-limit headers.
+FAULTS = frozenset({"403", "500", "invalid_json", "no_headers"})
+FORBIDDEN = {"code": 403, "message": "Forbidden", "description": "Missing scope for this action"}
 
 
 def _error(status: int, body: dict[str, object]) -> web.Response:
@@ -90,6 +95,12 @@ async def _gatekeep(request: web.Request, handler: Handler, store: Store | None)
     if store.failing_reads and route in ("api-order", "api-orders"):
         status = store.failing_reads.pop(0)
         return _error(status, {"code": status, "message": "Service Unavailable"})
+    if store.fault == "403":
+        return _error(403, FORBIDDEN)
+    if store.fault == "500":
+        return _error(500, {"code": 500, "message": "Internal Server Error"})
+    if store.fault == "invalid_json":
+        return web.Response(status=200, text="<html>maintenance</html>", content_type="text/html")
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -108,8 +119,12 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     store = request.app[STATE_KEY].stores.get(int(request.match_info["store_id"]))
     response = await _gatekeep(request, handler, store)
-    if store is not None:
+    if store is not None and store.fault == "no_headers":
+        for header in ("x-total-count", "Link"):
+            response.headers.pop(header, None)
+    elif store is not None:
         response.headers.update(store.bucket.headers())
+    if store is not None:
         store.counters.record(response.status, name)
     return response
 

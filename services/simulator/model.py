@@ -120,6 +120,8 @@ class Store:
     token: str | None = None
     installed: bool = True
     suspended: bool = False
+    # A test control: the store's API misbehaves ("403", "500", "invalid_json", "no_headers").
+    fault: str | None = None
     counters: Counters = field(default_factory=Counters)
     webhooks: dict[int, Webhook] = field(default_factory=dict)
     orders: dict[int, OrderRecord] = field(default_factory=dict)

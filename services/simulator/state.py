@@ -160,6 +160,10 @@ class SimState(OrderBook):
         """While suspended every API call answers 402 and no webhook is sent."""
         self.store(store_id).suspended = on
 
+    def set_fault(self, store_id: int, fault: str | None) -> None:
+        """Make the store's API misbehave (see ``FAULTS`` in ``api``), or behave again (None)."""
+        self.store(store_id).fault = fault
+
     def configure_rate_limit(self, *, enabled: bool, size: int, leak_per_s: float) -> None:
         """Set the default bucket and empty every store's bucket; stores created with their own
         size or drain rate (a bigger plan) keep them."""

@@ -3,8 +3,8 @@
 A webhook is a prompt, not the data: it is checked (HMAC over the raw body, in constant time),
 parsed, and durably queued on ``ingest.webhooks`` with a publisher confirm before the 2xx goes
 back. The order itself is fetched later by the consumer. Nuvemshop waits 3 seconds for an
-answer and retries otherwise, so a broker that cannot confirm in time gets a 503 (retry) rather
-than a 2xx that would lose the event.
+answer and retries otherwise, so a broker that is away (the link reconnecting: answered at once)
+or cannot confirm in time gets a 503 (retry) rather than a 2xx that would lose the event.
 """
 
 from __future__ import annotations
@@ -14,29 +14,39 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aio_pika.exceptions import AMQPError
 from aiohttp import web
 
 from services.ingest import domain, lgpd
 from shared.contracts import WebhookReceived
 from shared.logging import get_logger
-from shared.messaging import Broker, correlation, envelope
+from shared.messaging import Broker, PublishError, correlation, envelope
 from shared.metrics import ServiceMetrics
 
 log = get_logger(__name__)
 
 MAX_WEBHOOK_BYTES = 64 * 1024
-QUEUE_DEADLINE_S = 2.5  # leaves headroom under Nuvemshop's 3-second answer deadline
+# The longest a webhook waits for the broker's confirm (WEBHOOK_QUEUE_TIMEOUT_S): 2.5 s leaves
+# headroom under Nuvemshop's 3-second answer deadline. A broker that is away (the link down) is
+# answered 503 at once, and one that confirms nothing at all for STALL_S within 1 s.
+QUEUE_DEADLINE_S = 2.5
 SIGNATURE_HEADER = "x-linkedstore-hmac-sha256"
 
 Parse = Callable[[bytes], domain.Webhook]
 
 
 class WebhookReceiver:
-    def __init__(self, broker: Broker, secret: str | None, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        secret: str | None,
+        metrics: ServiceMetrics,
+        *,
+        queue_timeout_s: float = QUEUE_DEADLINE_S,
+    ) -> None:
         self.broker = broker
         self.secret = secret
         self.metrics = metrics
+        self.queue_timeout_s = queue_timeout_s
 
     def _answer(self, status: int, body: dict[str, str]) -> web.Response:
         self.metrics.http_requests.labels("/webhooks/nuvemshop", str(status)).inc()
@@ -75,8 +85,12 @@ class WebhookReceiver:
             correlation_id=correlation(hook.store_id, hook.id),
         )
         try:
-            await self.broker.publish(env, confirm_timeout=QUEUE_DEADLINE_S)
-        except (TimeoutError, AMQPError, ConnectionError, RuntimeError, OSError) as exc:
+            # Mandatory: a webhook no queue took (the queue deleted, a binding missing) is
+            # returned by the broker and answered 503, never a 2xx for a lost event.
+            await self.broker.publish(
+                env, confirm_timeout=self.queue_timeout_s, mandatory=True, give_up_stalled=True
+            )
+        except PublishError as exc:
             log.error(
                 "webhook could not be queued",
                 store_id=hook.store_id,

@@ -363,6 +363,10 @@ class NuvemshopClient:
         )
         first = await anext(pages, None)
         total = pages.total_count
+        if total is None and first is not None:
+            # Without the count nothing tells whether this window is past the API's reach (and
+            # without it, a missing Link would end the listing early): refuse, do not guess.
+            raise ApiError(200, "the order listing came without x-total-count")
         if total is not None and total > max_per_window:
             if end - start >= _MIN_WINDOW:
                 mid = _midpoint(start, end)

@@ -200,13 +200,40 @@ async def claim_invalid(conn: Conn, store_id: int, order_id: int, detail: str) -
 async def mark_synced(conn: Executor, store_id: int, cursor: dt.datetime | None) -> None:
     await conn.execute(
         """
-        UPDATE ingest.stores SET last_synced_at = now(),
+        UPDATE ingest.stores SET last_synced_at = now(), error_count = 0,
             poll_cursor = GREATEST(COALESCE(poll_cursor, $2), $2)
         WHERE store_id = $1
         """,
         store_id,
         cursor,
     )
+
+
+ERROR_BACKOFF_FIRST_S = 15.0
+ERROR_BACKOFF_CAP_S = 900.0
+
+
+async def record_store_error(conn: Executor, store_id: int, error: str, interval_s: float) -> float:
+    """Record a store's failed poll and push its next one back; returns the pause in seconds.
+
+    The pause doubles with each failure in a row (15 s, 30 s, ...) up to the larger of the poll
+    interval and 15 minutes, so a broken store costs little and a mended one is seen soon.
+    """
+    pause = await conn.fetchval(
+        """
+        UPDATE ingest.stores SET last_error = $2, last_error_at = now(),
+            error_count = error_count + 1,
+            next_poll_at = now() + make_interval(
+                secs => LEAST($3 * power(2, LEAST(error_count, 16)), $4))
+        WHERE store_id = $1
+        RETURNING EXTRACT(EPOCH FROM next_poll_at - now())::float8
+        """,
+        store_id,
+        error,
+        ERROR_BACKOFF_FIRST_S,
+        max(interval_s, ERROR_BACKOFF_CAP_S),
+    )
+    return float(pause or 0.0)
 
 
 async def pause(conn: Executor, store_id: int, until: dt.datetime) -> None:
