@@ -34,6 +34,7 @@ async def integrations(db: Executor, store_id: int | None = None) -> list[dict[s
         """
         SELECT s.store_id, s.enabled, s.disabled_reason, s.disabled_at, s.activated_at,
                s.activated_by, s.last_synced_at, s.poll_cursor, s.paused_until,
+               s.last_error, s.last_error_at,
                (SELECT count(*) FROM ingest.orders o
                  WHERE o.store_id = s.store_id AND o.paid_announced_at IS NOT NULL) AS announced
         FROM ingest.stores s
@@ -53,6 +54,8 @@ async def integrations(db: Executor, store_id: int | None = None) -> list[dict[s
             "last_synced_at": iso(r["last_synced_at"]),
             "poll_cursor": iso(r["poll_cursor"]),
             "paused_until": iso(r["paused_until"]),
+            "last_error": r["last_error"],
+            "last_error_at": iso(r["last_error_at"]),
             "announced": r["announced"],
         }
         for r in rows
