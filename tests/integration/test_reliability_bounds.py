@@ -18,6 +18,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from services.ingest.ops import integrations
 from shared.settings import Settings
 from tests.harness import System, start_system
 from tests.integration.helpers import take
@@ -76,6 +77,9 @@ async def test_a_misbehaving_store_is_recorded_and_the_others_are_polled(
     assert bad["last_error"]
     assert bad["last_error_at"] is not None
     assert bad["enabled"]  # a misbehaving API is not revoked credentials
+    shown = (await integrations(system.services["ingest"].ctx.pool, BAD))[0]
+    assert shown["last_error"] == bad["last_error"]
+    assert shown["last_error_at"] is not None
 
     # Meanwhile the good store goes on: orders paid without webhooks arrive by poll.
     ids = {int(sim.add_order(GOOD, notify=False)["id"]) for _ in range(3)}
