@@ -189,6 +189,15 @@ class IntegrationDisabled(Message):
     reason: Literal["credentials_revoked", "app_uninstalled", "switched_off"]
 
 
+class IntegrationEnabled(Message):
+    """Added (SPEC §4): a store switched on again; its rejected orders may now be retried."""
+
+    exchange: ClassVar[str] = "ingest.events"
+    routing_key: ClassVar[str] = "integration.enabled"
+
+    store_id: int
+
+
 class WebhookReceived(Message):
     """Ingest's own durable record of an accepted webhook (queue ``ingest.webhooks``)."""
 
@@ -232,6 +241,8 @@ class SaleCustomer(Part):
     business_phone: str | None = None
     mobile_phone: str | None = None
     created: bool
+    # Added (SPEC §8.3): the order's billing address, or None.
+    address: Address | None = None
 
 
 class SaleProduct(Part):
@@ -278,6 +289,10 @@ class SalePendingReview(Message):
     payment: SalePayment
     sale_date: Day
     warnings: list[str] = Field(default_factory=list)
+    # Added (SPEC §8.2, §8.3): what the buyer paid the store with (information for the reviewer,
+    # not the sale's payment) and where the order is delivered.
+    store_payment: StorePayment | None = None
+    shipping_address: Address | None = None
 
 
 class RejectedItem(Part):
@@ -340,6 +355,18 @@ class SaleConfirmationRefused(Message):
     order_id: int | None = None
 
 
+class SalePartiallyRefunded(Message):
+    """Added (SPEC §8.6): an imported order was partly refunded; nothing is reversed."""
+
+    exchange: ClassVar[str] = "ledger.events"
+    routing_key: ClassVar[str] = "sale.partially_refunded"
+
+    sale_id: str
+    store_id: int
+    order_id: int
+    noted_at: Timestamp
+
+
 class SaleCancelled(Message):
     exchange: ClassVar[str] = "ledger.events"
     routing_key: ClassVar[str] = "sale.cancelled"
@@ -390,6 +417,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     OrderPartiallyRefunded,
     OrderInvalid,
     IntegrationDisabled,
+    IntegrationEnabled,
     WebhookReceived,
     PrivacyRequest,
     SalePendingReview,
@@ -397,6 +425,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     SaleConfirmed,
     SaleConfirmationRefused,
     SaleCancelled,
+    SalePartiallyRefunded,
     SaleConfirm,
     SaleDiscard,
 )

@@ -40,9 +40,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"
 
-    # The calendar of the sale date (and so of the default due date). UTC, like every time
-    # inside the system; a store that wants its own day sets e.g. America/Sao_Paulo.
-    sale_timezone: str = "UTC"
+    # The installation's calendar of a sale's date (and so of its default due date), SPEC §8.5:
+    # the day in São Paulo unless a store's own ``timezone`` setting names another IANA zone.
+    sale_timezone: str = "America/Sao_Paulo"
 
     # How long consumed message ids are remembered (longer than any redelivery window).
     inbox_retention_days: float = Field(default=7.0, gt=0)

@@ -67,6 +67,7 @@ LEDGER_SALES = QueueSpec(
         ("erp.events", "sale.confirm"),
         ("erp.events", "sale.discard"),
         ("ingest.events", "order.cancelled"),
+        ("ingest.events", "order.partially_refunded"),
         ("ingest.events", "privacy.request"),
     ),
     single_active=True,

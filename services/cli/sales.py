@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from services.cli.base import Subparsers, database, emit, group, json_flag, operator, rows_text
 from services.ledger import ops as ledger
@@ -27,14 +28,34 @@ def register(sub: Subparsers) -> None:
 async def _sale(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         row = await ledger.sale(pool, args.store_id, args.order_id)
-    emit(
-        args,
-        row,
-        lambda r: (
-            f"sale {r['sale_id']} ({r['status']}) order {r['order_id']} total {r['total']}: "
-            f"{len(r['receivables'])} receivable(s), {len(r['stock_movements'])} stock movement(s)"
-        ),
-    )
+    emit(args, row, _sale_text)
+
+
+def _address(address: dict[str, Any] | None) -> str:
+    if not address:
+        return "none"
+    parts = ("street", "number", "complement", "locality", "city", "state", "zipcode", "country")
+    return ", ".join(str(address[p]) for p in parts if address.get(p))
+
+
+def _sale_text(r: dict[str, Any]) -> str:
+    lines = [
+        f"sale {r['sale_id']} ({r['status']}) order {r['order_id']} total {r['total']}: "
+        f"{len(r['receivables'])} receivable(s), {len(r['stock_movements'])} stock movement(s)"
+    ]
+    paid = r.get("store_payment")
+    if paid:
+        card = f" {paid['card_company']}" if paid.get("card_company") else ""
+        count = f" in {paid['installments']}x" if paid.get("installments") else ""
+        lines.append(
+            f"  paid at the store: {paid.get('method')}{card}{count} via {paid.get('gateway')}"
+        )
+    customer = r.get("customer") or {}
+    lines.append(f"  billing address: {_address(customer.get('address'))}")
+    lines.append(f"  shipping address: {_address(r.get('shipping_address'))}")
+    if r.get("partially_refunded_at"):
+        lines.append(f"  partially refunded at {r['partially_refunded_at']} (nothing reversed)")
+    return "\n".join(lines)
 
 
 async def _receivables(args: argparse.Namespace, settings: Settings) -> None:

@@ -1,29 +1,50 @@
-"""``nuvem-ledger settings set``: store settings, which the mapper owns (``services/mapper/settings.py``)."""
+"""``nuvem-ledger settings set|show``: store settings, which the mapper owns (``services/mapper/settings.py``)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from services.cli.base import Subparsers, database, emit, group, json_flag, operator
 from services.mapper import ops as mapper
 from shared.settings import Settings
+
+NAMES = ["stock-check", "product-match", "timezone"]
 
 
 def register(sub: Subparsers) -> None:
     settings = group(sub, "settings", "store settings")
     setter = settings.add_parser("set")
     setter.add_argument("--store-id", type=int, required=True)
-    setter.add_argument("name", choices=["stock-check"])
-    setter.add_argument("value", choices=["on", "off"])
+    setter.add_argument("name", choices=NAMES)
+    setter.add_argument("value", help="on|off, description|sku, or an IANA zone")
     setter.set_defaults(handler=operator(_set))
     json_flag(setter)
+    show = settings.add_parser("show")
+    show.add_argument("--store-id", type=int, required=True)
+    show.set_defaults(handler=operator(_show))
+    json_flag(show)
+
+
+def _text(r: dict[str, Any]) -> str:
+    zone = r["timezone"] + (" (default)" if r["timezone_is_default"] else "")
+    return (
+        f"store {r['store_id']}: stock-check {'on' if r['stock_check'] else 'off'}, "
+        f"product-match {r['product_match']}, timezone {zone}"
+    )
 
 
 async def _set(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
-        row = await mapper.set_stock_check(pool, args.store_id, on=args.value == "on")
-    emit(
-        args,
-        row,
-        lambda r: f"store {r['store_id']}: stock-check {'on' if r['stock_check'] else 'off'}",
-    )
+        row = await mapper.set_setting(
+            pool, args.store_id, args.name, args.value, default_timezone=settings.sale_timezone
+        )
+    emit(args, row, _text)
+
+
+async def _show(args: argparse.Namespace, settings: Settings) -> None:
+    async with database(settings) as pool:
+        row = await mapper.show_settings(
+            pool, args.store_id, default_timezone=settings.sale_timezone
+        )
+    emit(args, row, _text)

@@ -8,6 +8,7 @@ from shared.consumer import BatchConsumer
 from shared.contracts import (
     Message,
     OrderCancelled,
+    OrderPartiallyRefunded,
     PrivacyRequest,
     SaleConfirm,
     SaleDiscard,
@@ -28,6 +29,7 @@ class LedgerService(Service):
             SaleConfirm,
             SaleDiscard,
             OrderCancelled,
+            OrderPartiallyRefunded,
             PrivacyRequest,
         )
         models = {m.routing_key: m for m in kinds}

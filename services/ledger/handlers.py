@@ -17,12 +17,13 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from services.ledger import bulk, domain
+from services.ledger import bulk, domain, refunds
 from services.ledger.adapters import postgres as db
 from services.ledger.privacy import handle_privacy
 from shared.consumer import BatchResult, Incoming
 from shared.contracts import (
     OrderCancelled,
+    OrderPartiallyRefunded,
     PrivacyRequest,
     Receivable,
     SaleCancelled,
@@ -120,7 +121,7 @@ class SaleHandler:
                     store_id=sale.store_id,
                     order_id=sale.order_id,
                 )
-        envs: list[Envelope] = []
+        envs = await refunds.note_early(conn, sorted(inserted))
         for sale_id in early:
             row = await db.lock_sale(conn, sale_id)
             assert row is not None
@@ -180,6 +181,11 @@ class SaleHandler:
         if isinstance(message, PrivacyRequest):
             await handle_privacy(conn, message)
             return []
+        if isinstance(message, OrderPartiallyRefunded):
+            structlog.contextvars.bind_contextvars(
+                store_id=message.store_id, order_id=message.order_id
+            )
+            return await refunds.note(conn, message)
         if isinstance(message, SalePendingReview):
             return await self.keep_sale(conn, message)
         if isinstance(message, SaleConfirm):
@@ -217,12 +223,13 @@ class SaleHandler:
             log.info("sale already known", sale_id=sale.sale_id)
             return []
         log.info("sale pending review kept", sale_id=sale.sale_id)
+        noted = await refunds.note_early(conn, [sale.sale_id])
         reason = await db.take_early_cancellation(conn, sale.store_id, sale.order_id)
         if reason is None:
-            return []
+            return noted
         row = await db.lock_sale(conn, sale.sale_id)
         assert row is not None
-        return await self.cancel(conn, row, f"order {reason}")
+        return noted + await self.cancel(conn, row, f"order {reason}")
 
     async def confirm(
         self,

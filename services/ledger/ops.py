@@ -8,6 +8,7 @@ no service keeps a copy of stock levels, the mapper reads the view when it check
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shared.db import Conn, Executor
@@ -30,10 +31,14 @@ async def record_initial_stock(conn: Conn, *, store_id: int, product_id: str, qu
 
 
 async def sale(db: Executor, store_id: int, order_id: int) -> dict[str, Any]:
-    """The sale of a store order with its receivables and stock movements."""
+    """The sale of a store order with its receivables and stock movements, and the order's facts
+    it was announced with (SPEC §8: the store payment, the addresses, a partial refund)."""
     found = await db.fetchrow(
         "SELECT sale_id, store_id, order_id, order_number, status, seller_id, total, sale_date,"
-        " confirmed_by, confirmed_at, cancelled_at, cancel_reason"
+        " confirmed_by, confirmed_at, cancelled_at, cancel_reason, partially_refunded_at,"
+        " announcement->'store_payment' AS store_payment,"
+        " announcement->'shipping_address' AS shipping_address,"
+        " announcement->'customer' AS customer"
         " FROM ledger.sales WHERE store_id = $1 AND order_id = $2",
         store_id,
         order_id,
@@ -50,10 +55,15 @@ async def sale(db: Executor, store_id: int, order_id: int) -> dict[str, Any]:
         " FROM ledger.stock_movements WHERE sale_id = $1 ORDER BY created_at, line_number",
         found["sale_id"],
     )
-    return dict(found) | {
-        "receivables": [dict(r) for r in receivables],
-        "stock_movements": [dict(m) for m in movements],
-    }
+    facts = {key: _json(found[key]) for key in ("store_payment", "shipping_address", "customer")}
+    return (
+        dict(found)
+        | facts
+        | {
+            "receivables": [dict(r) for r in receivables],
+            "stock_movements": [dict(m) for m in movements],
+        }
+    )
 
 
 async def receivables(db: Executor, store_id: int, status: str | None) -> list[dict[str, Any]]:
@@ -69,3 +79,8 @@ async def receivables(db: Executor, store_id: int, status: str | None) -> list[d
         status,
     )
     return [dict(r) for r in rows]
+
+
+def _json(value: str | None) -> Any:
+    # jsonb comes back as its text; an announcement without the field gives SQL NULL.
+    return json.loads(value) if value is not None else None

@@ -18,7 +18,8 @@ import json
 import uuid
 from dataclasses import dataclass, replace
 
-from services.mapper import domain
+from services.mapper import domain, rules
+from services.mapper.adapters.postgres import as_json
 from shared.contracts import OrderPaid
 from shared.db import Conn
 
@@ -48,9 +49,22 @@ async def existing_sales(conn: Conn, orders: list[OrderPaid]) -> set[tuple[int, 
     return {(r["store_id"], r["order_id"]) for r in rows}
 
 
-async def stock_checked_stores(conn: Conn, store_ids: set[int]) -> set[int]:
+async def store_rules(conn: Conn, store_ids: set[int]) -> dict[int, rules.StoreRules]:
+    """The settings of the stores that have any (the others follow the defaults)."""
     rows = await conn.fetch(
-        "SELECT store_id FROM mapper.store_settings WHERE stock_check AND store_id = ANY($1::bigint[])",
+        "SELECT store_id, stock_check, product_match, timezone FROM mapper.store_settings"
+        " WHERE store_id = ANY($1::bigint[])",
+        list(store_ids),
+    )
+    return {
+        r["store_id"]: rules.StoreRules(r["stock_check"], r["product_match"], r["timezone"])
+        for r in rows
+    }
+
+
+async def disabled_stores(conn: Conn, store_ids: set[int]) -> set[int]:
+    rows = await conn.fetch(
+        "SELECT store_id FROM mapper.store_status WHERE NOT enabled AND store_id = ANY($1::bigint[])",
         list(store_ids),
     )
     return {r["store_id"] for r in rows}
@@ -67,9 +81,10 @@ async def _customers(
     created_rows = await conn.fetch(
         """
         INSERT INTO mapper.customers
-            (store_id, name, name_key, document, document_key, email, mobile_phone, business_phone)
+            (store_id, name, name_key, document, document_key, email, mobile_phone, business_phone,
+             address)
         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                             $6::text[], $7::text[], $8::text[])
+                             $6::text[], $7::text[], $8::text[], $9::jsonb[])
         ON CONFLICT (store_id, name_key, document_key) DO NOTHING
         RETURNING id::text, store_id, name_key, document_key
         """,
@@ -81,6 +96,7 @@ async def _customers(
         [d.email for d in values],
         [d.mobile_phone for d in values],
         [d.business_phone for d in values],
+        [as_json(d.address) for d in values],
     )
     refs: dict[StoreKey, domain.CustomerRef] = {}
     for row in created_rows:
@@ -112,54 +128,131 @@ async def _customers(
     return refs, {(r["store_id"], r["name_key"], r["document_key"]) for r in created_rows}
 
 
-async def _products(conn: Conn, candidates: list[Candidate]) -> dict[ProductKey, domain.ProductRef]:
-    drafts: dict[ProductKey, domain.ProductDraft] = {}
+async def _by_sku(
+    conn: Conn, wanted: set[tuple[int, str]]
+) -> dict[tuple[int, str], domain.ProductRef]:
+    """(store, SKU) → the store's oldest product with that SKU."""
+    if not wanted:
+        return {}
+    keys = sorted(wanted)
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (p.store_id, p.sku) p.id::text, p.store_id, p.sku, p.description
+        FROM mapper.products p
+        JOIN unnest($1::bigint[], $2::text[]) AS t(store_id, sku)
+          ON p.store_id = t.store_id AND p.sku = t.sku
+        ORDER BY p.store_id, p.sku, p.created_at, p.id
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {
+        (r["store_id"], r["sku"]): domain.ProductRef(r["id"], r["description"], created=False)
+        for r in rows
+    }
+
+
+async def _by_description(conn: Conn, keys: list[ProductKey]) -> dict[ProductKey, str]:
+    rows = await conn.fetch(
+        """
+        SELECT p.id::text, p.store_id, p.description FROM mapper.products p
+        JOIN unnest($1::bigint[], $2::text[]) AS t(store_id, description)
+          ON p.store_id = t.store_id AND p.description = t.description
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["store_id"], r["description"]): r["id"] for r in rows}
+
+
+async def _products(
+    conn: Conn, candidates: list[Candidate], settings: dict[int, rules.StoreRules]
+) -> dict[ProductKey, domain.ProductRef]:
+    """Every line's product, batch-wide, by each store's rule (``rules.plan_products``)."""
+    per_store: dict[int, dict[str, domain.ProductDraft]] = {}
     for c in candidates:
+        drafts = per_store.setdefault(c.order.store_id, {})
         for draft in domain.product_drafts(c.order):
-            drafts.setdefault((c.order.store_id, draft.description), draft)
-    keys = list(drafts)
-    created = await conn.fetch(
+            drafts.setdefault(draft.description, draft)
+    match = {s: settings.get(s, rules.StoreRules()).product_match for s in per_store}
+    wanted = {
+        (store, d.sku)
+        for store, drafts in per_store.items()
+        if match[store] == rules.BY_SKU
+        for d in drafts.values()
+        if d.sku
+    }
+    by_sku = await _by_sku(conn, wanted)
+    described = await _by_description(
+        conn, [(store, d) for store, drafts in per_store.items() for d in drafts]
+    )
+    plans = {
+        store: rules.plan_products(
+            list(drafts.values()),
+            match[store],
+            {sku: ref for (s, sku), ref in by_sku.items() if s == store},
+            {
+                d: domain.ProductRef(i, d, created=False)
+                for (s, d), i in described.items()
+                if s == store
+            },
+        )
+        for store, drafts in per_store.items()
+    }
+    created = await _create_products(
+        conn, [(store, d) for store, plan in plans.items() for d in plan.create]
+    )
+    refs: dict[ProductKey, domain.ProductRef] = {}
+    for store, plan in plans.items():
+        mine = {d: ref for (s, d), ref in created.items() if s == store}
+        refs |= {(store, d): ref for d, ref in rules.resolve_plan(plan, mine).items()}
+    return refs
+
+
+async def _create_products(
+    conn: Conn, drafts: list[tuple[int, domain.ProductDraft]]
+) -> dict[ProductKey, domain.ProductRef]:
+    if not drafts:
+        return {}
+    rows = await conn.fetch(
         """
         INSERT INTO mapper.products (store_id, description, sku, price)
         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[])
         ON CONFLICT (store_id, description) DO NOTHING
         RETURNING id::text, store_id, description
         """,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [drafts[k].sku for k in keys],
-        [drafts[k].unit_price for k in keys],
+        [s for s, _ in drafts],
+        [d.description for _, d in drafts],
+        [d.sku for _, d in drafts],
+        [d.unit_price for _, d in drafts],
     )
     refs = {
         (r["store_id"], r["description"]): domain.ProductRef(
             r["id"], r["description"], created=True
         )
-        for r in created
+        for r in rows
     }
-    missing = [k for k in keys if k not in refs]
+    # Created by a concurrent import between the lookup and the insert: theirs is reused.
+    missing = [(s, d.description) for s, d in drafts if (s, d.description) not in refs]
     if missing:
-        rows = await conn.fetch(
-            """
-            SELECT p.id::text, p.store_id, p.description FROM mapper.products p
-            JOIN unnest($1::bigint[], $2::text[]) AS t(store_id, description)
-              ON p.store_id = t.store_id AND p.description = t.description
-            """,
-            [k[0] for k in missing],
-            [k[1] for k in missing],
-        )
-        for r in rows:
-            refs[(r["store_id"], r["description"])] = domain.ProductRef(
-                r["id"], r["description"], created=False
-            )
+        for (store, description), product_id in (await _by_description(conn, missing)).items():
+            refs[(store, description)] = domain.ProductRef(product_id, description, created=False)
     return refs
 
 
 async def import_many(
-    conn: Conn, candidates: list[Candidate], zone: dt.tzinfo
+    conn: Conn,
+    candidates: list[Candidate],
+    settings: dict[int, rules.StoreRules],
+    default_timezone: str,
 ) -> list[tuple[str, domain.SaleDraft]]:
     """Create customers, products and sales for ``candidates``; returns the sales created."""
     customers, new_customers = await _customers(conn, candidates)
-    products = await _products(conn, candidates)
+    products = await _products(conn, candidates, settings)
+    zones: dict[int, dt.tzinfo] = {
+        store: settings.get(store, rules.StoreRules()).zone(default_timezone)
+        for store in {c.order.store_id for c in candidates}
+    }
     claimed_customers: set[StoreKey] = set()
     claimed_products: set[ProductKey] = set()
     sales: list[tuple[str, domain.SaleDraft]] = []
@@ -180,7 +273,7 @@ async def import_many(
                 ref = replace(ref, created=False)
             claimed_products.add(pkey)
             refs[draft.description] = ref
-        sale_date = (c.order.paid_at or c.order.created_at).astimezone(zone).date()
+        sale_date = rules.sale_day(c.order, zones[store])
         draft_sale = domain.build_sale(c.order, customer, refs, c.order.activated_by, sale_date)
         sales.append((str(uuid.uuid4()), draft_sale))
     inserted = await _insert_sales(conn, sales)
@@ -191,10 +284,11 @@ async def _insert_sales(conn: Conn, sales: list[tuple[str, domain.SaleDraft]]) -
     rows = await conn.fetch(
         """
         INSERT INTO mapper.sales (id, store_id, order_id, order_number, customer_id, seller_id,
-            subtotal, shipping, discount, total, sale_date, warnings)
+            subtotal, shipping, discount, total, sale_date, warnings, store_payment,
+            customer_address, shipping_address)
         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[],
             $6::text[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::date[],
-            $12::jsonb[])
+            $12::jsonb[], $13::jsonb[], $14::jsonb[], $15::jsonb[])
         ON CONFLICT (store_id, order_id) DO NOTHING
         RETURNING id::text
         """,
@@ -210,6 +304,9 @@ async def _insert_sales(conn: Conn, sales: list[tuple[str, domain.SaleDraft]]) -
         [s.total for _, s in sales],
         [s.sale_date for _, s in sales],
         [json.dumps(list(s.warnings)) for _, s in sales],
+        [as_json(s.store_payment) for _, s in sales],
+        [as_json(s.customer_address) for _, s in sales],
+        [as_json(s.shipping_address) for _, s in sales],
     )
     inserted = {r["id"] for r in rows}
     lines = [

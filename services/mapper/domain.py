@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Final
 
 from shared.contracts import (
+    Address,
     Installment,
     OrderItem,
     OrderPaid,
@@ -27,6 +28,7 @@ from shared.contracts import (
     SalePendingReview,
     SaleProduct,
     SaleRejected,
+    StorePayment,
 )
 from shared.documents import (
     DocumentCheck,
@@ -73,6 +75,7 @@ class CustomerDraft:
     mobile_phone: str | None
     business_phone: str | None
     warnings: tuple[str, ...] = ()
+    address: Address | None = None  # the billing address, stored on a customer this creates
 
     @property
     def key(self) -> tuple[str, str]:
@@ -136,6 +139,7 @@ def customer_from_order(order: OrderPaid) -> CustomerDraft:
         mobile_phone=_optional_text(source.mobile_phone),
         business_phone=_optional_text(source.business_phone),
         warnings=_document_warnings(source.document, check),
+        address=source.address,
     )
 
 
@@ -269,6 +273,10 @@ class SaleDraft:
     total: Decimal
     payment: PaymentDraft
     warnings: tuple[str, ...]
+    # SPEC §8.2-8.3: facts of the order carried for the reviewer, none of them required.
+    store_payment: StorePayment | None = None
+    customer_address: Address | None = None
+    shipping_address: Address | None = None
 
 
 def cash_payment(total: Decimal, due_date: dt.date) -> PaymentDraft:
@@ -309,6 +317,9 @@ def build_sale(
         total=order.total,
         payment=cash_payment(order.total, sale_date),
         warnings=warnings,
+        store_payment=order.store_payment,
+        customer_address=order.customer.address,
+        shipping_address=order.shipping_address,
     )
 
 
@@ -350,7 +361,7 @@ def pending_review(sale: SaleDraft, sale_id: str) -> SalePendingReview:
         order_id=sale.order_id,
         order_number=sale.order_number,
         seller_id=sale.seller_id,
-        customer=_sale_customer(sale.customer),
+        customer=_sale_customer(sale.customer, sale.customer_address),
         items=[_sale_item(line) for line in sale.lines],
         subtotal=sale.subtotal,
         shipping=sale.shipping,
@@ -365,10 +376,12 @@ def pending_review(sale: SaleDraft, sale_id: str) -> SalePendingReview:
         ),
         sale_date=sale.sale_date,
         warnings=list(sale.warnings),
+        store_payment=sale.store_payment,
+        shipping_address=sale.shipping_address,
     )
 
 
-def _sale_customer(customer: CustomerRef) -> SaleCustomer:
+def _sale_customer(customer: CustomerRef, address: Address | None) -> SaleCustomer:
     return SaleCustomer(
         id=customer.id,
         name=customer.name,
@@ -376,6 +389,7 @@ def _sale_customer(customer: CustomerRef) -> SaleCustomer:
         business_phone=customer.business_phone,
         mobile_phone=customer.mobile_phone,
         created=customer.created,
+        address=address,
     )
 
 

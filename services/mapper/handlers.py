@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
 
-from services.mapper import bulk, domain
+from services.mapper import bulk, domain, rules
 from services.mapper.adapters import postgres as db
 from services.mapper.privacy import handle_privacy
 from shared.consumer import BatchResult, Incoming
@@ -41,9 +40,11 @@ def _new_product_ref(draft: domain.ProductDraft) -> domain.ProductRef:
 class OrderHandler:
     """Consumes ``mapper.orders`` (``order.paid`` and ``order.invalid``)."""
 
-    def __init__(self, pool: asyncpg.Pool, sale_timezone: str = "UTC") -> None:
+    def __init__(self, pool: asyncpg.Pool, sale_timezone: str = rules.DEFAULT_TIMEZONE) -> None:
         self.pool = pool
-        self.zone = ZoneInfo(sale_timezone)
+        # The installation's calendar; a store's own ``timezone`` setting overrides it.
+        self.default_timezone = sale_timezone
+        rules.parse_timezone(sale_timezone)
 
     async def __call__(self, batch: list[Incoming]) -> BatchResult:
         envs: list[Envelope] = []
@@ -89,7 +90,8 @@ class OrderHandler:
             return [], todo
         orders = [i.message for i in paid if isinstance(i.message, OrderPaid)]
         existing = await bulk.existing_sales(conn, orders)
-        checked = await bulk.stock_checked_stores(conn, {o.store_id for o in orders})
+        store_rules = await bulk.store_rules(conn, {o.store_id for o in orders})
+        off = await bulk.disabled_stores(conn, {o.store_id for o in orders})
         fast: list[bulk.Candidate] = []
         slow: list[Incoming] = [i for i in todo if not isinstance(i.message, OrderPaid)]
         seen: set[tuple[int, int]] = set()
@@ -97,7 +99,13 @@ class OrderHandler:
             order = incoming.message
             assert isinstance(order, OrderPaid)
             key = (order.store_id, order.order_id)
-            ordinary = key not in existing and key not in seen and order.store_id not in checked
+            ordinary = (
+                key not in existing
+                and key not in seen
+                and not store_rules.get(order.store_id, rules.StoreRules()).stock_check
+                and order.store_id not in off
+                and rules.currency_rejection(order) is None
+            )
             seen.add(key)
             customer = None
             if ordinary and not domain.validate_order(order):
@@ -113,7 +121,10 @@ class OrderHandler:
 
     async def _import_fast(self, conn: Conn, candidates: list[bulk.Candidate]) -> list[Envelope]:
         envs: list[Envelope] = []
-        for sale_id, sale in await bulk.import_many(conn, candidates, self.zone):
+        stores = {c.order.store_id for c in candidates}
+        store_rules = await bulk.store_rules(conn, stores)
+        imported = await bulk.import_many(conn, candidates, store_rules, self.default_timezone)
+        for sale_id, sale in imported:
             key = correlation(sale.store_id, sale.order_id)
             log.info(
                 "pending sale created",
@@ -162,6 +173,9 @@ class OrderHandler:
             log.info("order already imported")
             await db.resolve_rejection(conn, order.store_id, order.order_id)
             return []
+        refused = await self._refused(conn, order)
+        if refused is not None:
+            return await self._reject(conn, incoming, refused)
         problems = domain.validate_order(order)
         try:
             customer_draft = domain.customer_from_order(order)
@@ -172,14 +186,15 @@ class OrderHandler:
                 conn, incoming, domain.invalid_order_rejection(order, problems)
             )
         drafts = domain.product_drafts(order)
-        if await db.stock_check_enabled(conn, order.store_id):
-            shortages = await self._shortages(conn, order, drafts)
+        store = await db.store_rules(conn, order.store_id)
+        if store.stock_check:
+            shortages = await self._shortages(conn, order, drafts, store.product_match)
             if shortages:
                 rejected = domain.insufficient_stock_rejection(order, shortages)
                 return await self._reject(conn, incoming, rejected)
         customer = await db.resolve_customer(conn, order.store_id, customer_draft)
-        products = await db.resolve_products(conn, order.store_id, drafts)
-        sale_date = (order.paid_at or order.created_at).astimezone(self.zone).date()
+        products = await db.resolve_products(conn, order.store_id, drafts, store.product_match)
+        sale_date = rules.sale_day(order, store.zone(self.default_timezone))
         sale = domain.build_sale(order, customer, products, order.activated_by, sale_date)
         sale_id = str(uuid.uuid4())
         await db.insert_sale(conn, sale_id, sale)
@@ -196,20 +211,26 @@ class OrderHandler:
             envelope(announced, message_id=f"sale.pending_review:{sale_id}", correlation_id=key)
         ]
 
+    async def _refused(self, conn: Conn, order: OrderPaid) -> SaleRejected | None:
+        """Why the order is kept out before anything is created: its store is off, or its
+        currency is not the real (SPEC §4, §8.4); None when neither."""
+        reason = await db.disabled_reason(conn, order.store_id)
+        if reason is not None:
+            return rules.store_disabled_rejection(order, reason)
+        return rules.currency_rejection(order)
+
     async def _shortages(
-        self, conn: Conn, order: OrderPaid, drafts: list[domain.ProductDraft]
+        self,
+        conn: Conn,
+        order: OrderPaid,
+        drafts: list[domain.ProductDraft],
+        match: rules.ProductMatch,
     ) -> list[domain.Shortage]:
-        existing = await db.find_products(conn, order.store_id, [d.description for d in drafts])
-        refs = {
-            d.description: (
-                domain.ProductRef(existing[d.description], d.description, created=False)
-                if d.description in existing
-                else _new_product_ref(d)
-            )
-            for d in drafts
-        }
+        plan = await db.plan_products(conn, order.store_id, drafts, match)
+        refs = rules.resolve_plan(plan, {d.description: _new_product_ref(d) for d in plan.create})
         lines = domain.build_sale(order, _placeholder_customer(), refs, None, dt.date.min).lines
-        available = await db.on_hand(conn, order.store_id, list(existing.values()))
+        existing = sorted({ref.id for ref in plan.found.values()})
+        available = await db.on_hand(conn, order.store_id, existing)
         return domain.check_stock(lines, available)
 
     async def _reject(

@@ -100,9 +100,44 @@ async def add_customer(
     }
 
 
-async def set_stock_check(conn: Executor, store_id: int, *, on: bool) -> dict[str, Any]:
+def _settings(done: settings.StoreSettings, default_timezone: str | None) -> dict[str, Any]:
+    return {
+        "store_id": done.store_id,
+        "stock_check": done.stock_check,
+        "product_match": done.product_match,
+        "timezone": done.timezone or default_timezone,
+        "timezone_is_default": done.timezone is None,
+    }
+
+
+async def set_stock_check(
+    conn: Executor, store_id: int, *, on: bool, default_timezone: str | None = None
+) -> dict[str, Any]:
     done = await settings.set_stock_check(conn, store_id, on=on)
-    return {"store_id": done.store_id, "stock_check": done.stock_check}
+    return _settings(done, default_timezone)
+
+
+async def set_setting(
+    conn: Executor, store_id: int, name: str, value: str, *, default_timezone: str
+) -> dict[str, Any]:
+    """``settings set``: ``stock-check on|off``, ``product-match description|sku``,
+    ``timezone <IANA zone>``; a bad value is refused with one line."""
+    if name == "stock-check":
+        if value not in ("on", "off"):
+            raise OperatorError("stock-check must be on or off")
+        done = await settings.set_stock_check(conn, store_id, on=value == "on")
+    elif name == "product-match":
+        done = await settings.set_product_match(conn, store_id, value)
+    elif name == "timezone":
+        done = await settings.set_timezone(conn, store_id, value)
+    else:
+        raise OperatorError(f"unknown setting {name!r}")
+    return _settings(done, default_timezone)
+
+
+async def show_settings(conn: Executor, store_id: int, *, default_timezone: str) -> dict[str, Any]:
+    """``settings show``: every setting of the store, defaults included."""
+    return _settings(await settings.read(conn, store_id), default_timezone)
 
 
 async def import_counts(conn: Executor, store_ids: list[int]) -> dict[int, tuple[int, int]]:

@@ -12,6 +12,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
+from services.mapper import rules
 from services.mapper.domain import CustomerDraft, CustomerRef, ProductDraft, ProductRef, SaleDraft
 from shared.db import Conn, Executor
 
@@ -20,12 +23,31 @@ class DuplicateSaleError(Exception):
     """Another transaction created the sale of this order first."""
 
 
-async def stock_check_enabled(conn: Conn, store_id: int) -> bool:
+def as_json(part: BaseModel | None) -> str | None:
+    """A fact of the order (an address, the store payment) as a jsonb parameter, or NULL."""
+    return part.model_dump_json() if part is not None else None
+
+
+async def store_rules(conn: Executor, store_id: int) -> rules.StoreRules:
     # The mapper owns store settings (services/mapper/settings.py).
-    value = await conn.fetchval(
-        "SELECT stock_check FROM mapper.store_settings WHERE store_id = $1", store_id
+    row = await conn.fetchrow(
+        "SELECT stock_check, product_match, timezone FROM mapper.store_settings"
+        " WHERE store_id = $1",
+        store_id,
     )
-    return bool(value)
+    if row is None:
+        return rules.StoreRules()
+    return rules.StoreRules(row["stock_check"], row["product_match"], row["timezone"])
+
+
+async def disabled_reason(conn: Executor, store_id: int) -> str | None:
+    """Why the store is switched off (``switched_off``, ...), or None while it is on."""
+    row = await conn.fetchrow(
+        "SELECT enabled, reason FROM mapper.store_status WHERE store_id = $1", store_id
+    )
+    if row is None or row["enabled"]:
+        return None
+    return str(row["reason"] or "switched_off")
 
 
 async def on_hand(conn: Conn, store_id: int, product_ids: list[str]) -> dict[str, int]:
@@ -62,8 +84,9 @@ async def resolve_customer(conn: Conn, store_id: int, draft: CustomerDraft) -> C
     created_id = await conn.fetchval(
         """
         INSERT INTO mapper.customers
-            (store_id, name, name_key, document, document_key, email, mobile_phone, business_phone)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            (store_id, name, name_key, document, document_key, email, mobile_phone, business_phone,
+             address)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
         ON CONFLICT (store_id, name_key, document_key) DO NOTHING
         RETURNING id::text
         """,
@@ -75,6 +98,7 @@ async def resolve_customer(conn: Conn, store_id: int, draft: CustomerDraft) -> C
         draft.email,
         draft.mobile_phone,
         draft.business_phone,
+        as_json(draft.address),
     )
     if created_id is not None:
         return CustomerRef.new(draft, created_id)
@@ -96,38 +120,69 @@ async def resolve_customer(conn: Conn, store_id: int, draft: CustomerDraft) -> C
     )
 
 
+async def find_by_sku(conn: Conn, store_id: int, skus: list[str]) -> dict[str, ProductRef]:
+    """SKU → the store's oldest product with that SKU."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (sku) id::text, description, sku FROM mapper.products"
+        " WHERE store_id = $1 AND sku = ANY($2::text[]) ORDER BY sku, created_at, id",
+        store_id,
+        skus,
+    )
+    return {r["sku"]: ProductRef(r["id"], r["description"], created=False) for r in rows}
+
+
+async def plan_products(
+    conn: Conn, store_id: int, drafts: Sequence[ProductDraft], match: rules.ProductMatch
+) -> rules.ProductPlan:
+    """Which lines find an existing product and which create one (``rules.plan_products``)."""
+    skus = sorted({d.sku for d in drafts if d.sku}) if match == rules.BY_SKU else []
+    by_sku = await find_by_sku(conn, store_id, skus) if skus else {}
+    described = await find_products(conn, store_id, [d.description for d in drafts])
+    by_description = {d: ProductRef(i, d, created=False) for d, i in described.items()}
+    return rules.plan_products(drafts, match, by_sku, by_description)
+
+
 async def resolve_products(
-    conn: Conn, store_id: int, drafts: Sequence[ProductDraft]
+    conn: Conn,
+    store_id: int,
+    drafts: Sequence[ProductDraft],
+    match: rules.ProductMatch = rules.BY_DESCRIPTION,
 ) -> dict[str, ProductRef]:
-    """Create the missing products (exact description) and return every line's product."""
+    """Every line's product: found by the store's rule, or created keeping the line's SKU."""
     if not drafts:
         return {}
-    created = await conn.fetch(
-        """
-        INSERT INTO mapper.products (store_id, description, sku, price)
-        SELECT $1, d, s, p FROM unnest($2::text[], $3::text[], $4::numeric[]) AS t(d, s, p)
-        ON CONFLICT (store_id, description) DO NOTHING
-        RETURNING id::text, description
-        """,
-        store_id,
-        [d.description for d in drafts],
-        [d.sku for d in drafts],
-        [d.unit_price for d in drafts],
-    )
-    refs = {r["description"]: ProductRef(r["id"], r["description"], created=True) for r in created}
-    missing = [d.description for d in drafts if d.description not in refs]
-    if missing:
-        for description, product_id in (await find_products(conn, store_id, missing)).items():
-            refs[description] = ProductRef(product_id, description, created=False)
-    return refs
+    plan = await plan_products(conn, store_id, drafts, match)
+    created: dict[str, ProductRef] = {}
+    if plan.create:
+        rows = await conn.fetch(
+            """
+            INSERT INTO mapper.products (store_id, description, sku, price)
+            SELECT $1, d, s, p FROM unnest($2::text[], $3::text[], $4::numeric[]) AS t(d, s, p)
+            ON CONFLICT (store_id, description) DO NOTHING
+            RETURNING id::text, description
+            """,
+            store_id,
+            [d.description for d in plan.create],
+            [d.sku for d in plan.create],
+            [d.unit_price for d in plan.create],
+        )
+        created = {r["description"]: ProductRef(r["id"], r["description"], True) for r in rows}
+        # Created by a concurrent import between the lookup and the insert: theirs is reused.
+        missing = [d.description for d in plan.create if d.description not in created]
+        if missing:
+            for description, product_id in (await find_products(conn, store_id, missing)).items():
+                created[description] = ProductRef(product_id, description, created=False)
+    return rules.resolve_plan(plan, created)
 
 
 async def insert_sale(conn: Conn, sale_id: str, sale: SaleDraft) -> None:
     inserted = await conn.fetchval(
         """
         INSERT INTO mapper.sales (id, store_id, order_id, order_number, customer_id, seller_id,
-            subtotal, shipping, discount, total, sale_date, warnings)
-        VALUES ($1::uuid, $2, $3, $4, $5::uuid, $6, $7, $8, $9, $10, $11, $12::jsonb)
+            subtotal, shipping, discount, total, sale_date, warnings, store_payment,
+            customer_address, shipping_address)
+        VALUES ($1::uuid, $2, $3, $4, $5::uuid, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb,
+            $14::jsonb, $15::jsonb)
         ON CONFLICT (store_id, order_id) DO NOTHING
         RETURNING id
         """,
@@ -143,6 +198,9 @@ async def insert_sale(conn: Conn, sale_id: str, sale: SaleDraft) -> None:
         sale.total,
         sale.sale_date,
         json.dumps(list(sale.warnings)),
+        as_json(sale.store_payment),
+        as_json(sale.customer_address),
+        as_json(sale.shipping_address),
     )
     if inserted is None:
         raise DuplicateSaleError(f"{sale.store_id}:{sale.order_id}")
