@@ -54,6 +54,16 @@ MAPPER_ORDERS = QueueSpec(
         ("ingest.events", "privacy.request"),
     ),
 )
+# Stores switched off and on again (SPEC §4), apart from the orders so that a switch-off overtakes
+# the orders still queued; one consumer at a time keeps off and on in the order they happened.
+MAPPER_INTEGRATIONS = QueueSpec(
+    "mapper.integrations",
+    (
+        ("ingest.events", "integration.disabled"),
+        ("ingest.events", "integration.enabled"),
+    ),
+    single_active=True,
+)
 # Parked orders wait for an operator; like every queue of ours it has its ``.dead`` queue.
 MAPPER_PARKED = QueueSpec("mapper.orders.parked", delivery_limit=None)
 # One queue for everything that changes a sale's state keeps cause before effect: the ERP can
@@ -73,12 +83,19 @@ LEDGER_SALES = QueueSpec(
     single_active=True,
 )
 
-QUEUES: tuple[QueueSpec, ...] = (INGEST_WEBHOOKS, MAPPER_ORDERS, MAPPER_PARKED, LEDGER_SALES)
+QUEUES: tuple[QueueSpec, ...] = (
+    INGEST_WEBHOOKS,
+    MAPPER_ORDERS,
+    MAPPER_INTEGRATIONS,
+    MAPPER_PARKED,
+    LEDGER_SALES,
+)
 
 __all__ = [
     "EXCHANGES",
     "INGEST_WEBHOOKS",
     "LEDGER_SALES",
+    "MAPPER_INTEGRATIONS",
     "MAPPER_ORDERS",
     "MAPPER_PARKED",
     "QUEUES",

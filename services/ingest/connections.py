@@ -14,6 +14,7 @@ import asyncpg
 
 from services.ingest.adapters import postgres as db
 from services.ingest.adapters.nuvemshop import NuvemshopClient, NuvemshopError
+from services.ingest.handlers import announce_enabled
 from services.ingest.tokens import TokenCipher
 from shared.logging import get_logger
 
@@ -61,6 +62,9 @@ async def store_connection(
             activated_by=activated_by,
             activated_at=when,
         )
+        if was_disabled:
+            # Reconnected after an uninstall or a revocation: the relay announces it.
+            await announce_enabled(conn, store_id)
     log.info("store connected", store_id=store_id, created=created, reenabled=was_disabled)
     return store, created, was_disabled
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from services.ingest import domain
 from services.ingest.adapters import postgres as db
-from shared.contracts import IntegrationDisabled, OrderInvalid
+from shared.contracts import IntegrationDisabled, IntegrationEnabled, OrderInvalid
 from shared.db import Conn
 from shared.logging import get_logger
 from shared.messaging import Envelope, correlation, envelope
@@ -177,4 +177,16 @@ async def disable_store(conn: Conn, store_id: int, reason: str) -> list[Staged]:
         event, message_id=f"integration.disabled:{store_id}:{stamp}", correlation_id=str(store_id)
     )
     log.warning("integration disabled", store_id=store_id, reason=reason)
+    return await stage(conn, SCHEMA, [env])
+
+
+async def announce_enabled(conn: Conn, store_id: int) -> list[Staged]:
+    """Announce a store switched on again (the mapper stops rejecting its orders, SPEC §4)."""
+    stamp = int(now().timestamp() * 1000)
+    env = envelope(
+        IntegrationEnabled(store_id=store_id),
+        message_id=f"integration.enabled:{store_id}:{stamp}",
+        correlation_id=str(store_id),
+    )
+    log.info("integration enabled", store_id=store_id)
     return await stage(conn, SCHEMA, [env])

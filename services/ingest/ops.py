@@ -18,7 +18,7 @@ from services.ingest import connect_links
 from services.ingest.adapters import postgres as stores
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.connections import Connected, connect
-from services.ingest.handlers import SCHEMA, disable_store
+from services.ingest.handlers import SCHEMA, announce_enabled, disable_store
 from services.ingest.sync import SyncResult, backfill
 from services.ingest.tokens import TokenCipher, TokenKeyError, cipher_from_settings, rotate_tokens
 from shared.db import Executor
@@ -66,12 +66,13 @@ async def set_enabled(pool: asyncpg.Pool, broker: Broker, store_id: int, *, enab
     """Switch a connected store on or off; returns whether it changed.
 
     Off announces ``integration.disabled`` (reason ``switched_off``), once: switching off a store
-    that is off changes nothing and announces nothing.
+    that is off changes nothing and announces nothing. On announces ``integration.enabled`` the
+    same way (the mapper then imports the store's orders again, retried ones included).
     """
     async with pool.acquire() as conn, conn.transaction():
         if enabled:
             changed = await stores.set_enabled(conn, store_id, enabled=True, reason=None)
-            staged: list[Staged] = []
+            staged: list[Staged] = await announce_enabled(conn, store_id) if changed else []
         else:
             known = await stores.load_stores(conn, [store_id])
             changed = None if store_id not in known else known[store_id].enabled
