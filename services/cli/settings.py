@@ -7,9 +7,32 @@ from typing import Any
 
 from services.cli.base import Subparsers, database, emit, group, json_flag, operator
 from services.mapper import ops as mapper
+from services.mapper import rules
 from shared.settings import Settings
 
 NAMES = ["stock-check", "product-match", "timezone"]
+CHOICES = {"stock-check": ("on", "off"), "product-match": rules.PRODUCT_MATCHES}
+
+
+class _Value(argparse.Action):
+    """The setting's value, checked against its name: a bad one is bad usage (exit 2)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,  # noqa: ARG002 - argparse's signature
+    ) -> None:
+        name, value = namespace.name, str(values)
+        if name == "timezone":
+            try:
+                rules.parse_timezone(value)
+            except rules.UnknownTimezoneError as exc:
+                parser.error(f"timezone: {exc}")
+        elif value not in CHOICES[name]:
+            parser.error(f"{name} must be one of: {', '.join(CHOICES[name])} (got {value!r})")
+        setattr(namespace, self.dest, value)
 
 
 def register(sub: Subparsers) -> None:
@@ -17,7 +40,7 @@ def register(sub: Subparsers) -> None:
     setter = settings.add_parser("set")
     setter.add_argument("--store-id", type=int, required=True)
     setter.add_argument("name", choices=NAMES)
-    setter.add_argument("value", help="on|off, description|sku, or an IANA zone")
+    setter.add_argument("value", action=_Value, help="on|off, description|sku, or an IANA zone")
     setter.set_defaults(handler=operator(_set))
     json_flag(setter)
     show = settings.add_parser("show")

@@ -183,6 +183,8 @@ def test_dead_letter_and_parked_queues_are_documented() -> None:
 ADDED_BY_SPEC_8 = {
     "OrderPaid": ("store_payment", "shipping_address"),
     "OrderCustomer": ("address",),
+    "SalePendingReview": ("store_payment", "shipping_address"),
+    "SaleCustomer": ("address",),
 }
 
 
@@ -199,8 +201,8 @@ def test_fields_added_by_spec_8_are_documented_and_optional(
         assert 'type: "null"' in documented, f"{name}.{field}: null when absent"
 
 
-def test_partial_refund_message_is_documented_as_unbound() -> None:
+def test_partial_refund_message_is_documented_as_bound_to_the_ledger() -> None:
     channel = " ".join(_block(CHANNELS, "orderPartiallyRefunded", 2))
-    assert "Not bound to a queue" in channel
-    bound = {key for spec in QUEUES for _, key in spec.bindings}
-    assert "order.partially_refunded" not in bound
+    assert "Consumed by: ledger (queue `ledger.sales`)" in channel
+    bound = {(spec.name, key) for spec in QUEUES for _, key in spec.bindings}
+    assert ("ledger.sales", "order.partially_refunded") in bound

@@ -387,6 +387,7 @@ def test_pending_review_message() -> None:
         "business_phone": "3333-0000",
         "mobile_phone": "+55 11 99999-0000",
         "created": False,
+        "address": None,
     }
     assert body["items"] == [
         {
