@@ -32,3 +32,13 @@ def test_demo_confirms_every_order_it_pays(vhost_url: str, database_url: str) ->
     assert summary["receivables"] >= 20
     assert summary["stock_moved"] > 0
     assert "paid 20/20" in done.stderr  # progress is shown while it runs
+    # SPEC §8 shown: a card payment in installments, the addresses, a SKU-matched product.
+    showcase = summary["showcase"]
+    assert showcase["store_payment"]["method"] == "credit_card"
+    assert showcase["store_payment"]["installments"] == 3
+    assert showcase["billing_address"]["street"] == "Rua Augusta"
+    assert showcase["shipping_address"]["street"] == "Avenida Paulista"
+    assert showcase["line"] == "Camiseta Nuvem (P, Azul)"
+    assert showcase["product"]["created"] is False
+    assert showcase["product"]["description"].startswith("Camiseta Nuvem P azul")
+    assert showcase["payment"]["method"] == "cash"

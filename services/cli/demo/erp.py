@@ -33,6 +33,9 @@ class Tally:
     customers_created: int = 0
     products_created: int = 0
     example: dict[str, Any] | None = None
+    # The order that shows SPEC §8 (card in installments, addresses, a SKU-matched product).
+    showcase_order: tuple[int, int] | None = None
+    showcase: dict[str, Any] | None = None
 
 
 class Progress:
@@ -87,6 +90,8 @@ class Erp:
         self.tally.customers_created += int(sale["customer"]["created"])
         self.tally.products_created += sum(int(i["product"]["created"]) for i in sale["items"])
         self.tally.example = self.tally.example or sale
+        if (sale["store_id"], sale["order_id"]) == self.tally.showcase_order:
+            self.tally.showcase = sale
         payment = None
         total = Decimal(sale["total"])
         if len(self.tally.pending) % 3 == 0 and total >= Decimal("3.00"):

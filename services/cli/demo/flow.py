@@ -18,6 +18,7 @@ import secrets
 import socket
 import sys
 import time
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,8 @@ from services.cli.demo.erp import Erp, Progress, Tally, say
 from services.cli.demo.report import summary, summary_json
 from services.ingest import ops as ingest
 from services.ingest.tokens import generate_key
+from services.mapper import ops as mapper
+from services.mapper import settings as store_settings
 from shared.containers import docker_answers
 from shared.logging import configure_logging
 from shared.runtime import Running, start_service
@@ -46,6 +49,17 @@ CUSTOMERS = (
     {"name": "Ana  Souza", "identification": "16727230000197"},
     {"name": "João Pereira", "identification": "123"},  # invalid: imported without a document
 )
+# The showcase order (SPEC §8): paid by card in installments, with a billing and a shipping
+# address, and a variant line whose SKU matches a product the ERP already has.
+SHOWCASE_SKU = "CAM-NUVEM-P-AZ"
+SHOWCASE_PRODUCT = "Camiseta Nuvem P azul (catálogo do ERP)"
+SHOWCASE_LINE = {"name": "Camiseta Nuvem (P, Azul)", "price": "59.90", "quantity": 2}
+SHOWCASE_CUSTOMER = {
+    "name": "Carla Mendes",
+    "identification": "52998224725",
+    "address": {"street": "Rua Augusta", "number": "1500", "floor": "Apto 12"},
+}
+SHOWCASE_SHIPPING = {"street": "Avenida Paulista", "number": "1000", "floor": "Conj. 41"}
 
 
 def _answers(url: str, port: int) -> bool:
@@ -150,6 +164,7 @@ async def _demo(settings: Settings, *, orders: int, stores: int) -> int:
     started = time.monotonic()
     try:
         await _connect_stores(settings, simulator, services["ingest"], store_ids)
+        await _prepare_showcase(services["mapper"], store_ids[0])
         waiting = asyncio.create_task(_wait(tally, orders, started))
         await _pay_orders(simulator, store_ids, orders, tally)
         ok = await waiting
@@ -187,13 +202,44 @@ async def _connect_stores(
         say(f"store {store_id} connected; webhooks registered: {len(done.webhooks_registered)}")
 
 
+async def _prepare_showcase(mapper_service: Running, store_id: int) -> None:
+    """The first store matches products by SKU, and its ERP catalog has the showcase's product."""
+    pool = mapper_service.ctx.pool
+    await store_settings.set_product_match(pool, store_id, "sku")
+    async with pool.acquire() as conn:
+        await mapper.add_product(
+            conn,
+            store_id=store_id,
+            description=SHOWCASE_PRODUCT,
+            price=Decimal("59.90"),
+            sku=SHOWCASE_SKU,
+        )
+    say(f"store {store_id}: product-match sku; the ERP catalog has {SHOWCASE_SKU!r}")
+
+
+def _pay_showcase(simulator: Any, store_id: int, tally: Tally) -> None:
+    order = simulator.state.add_order(
+        store_id,
+        customer=SHOWCASE_CUSTOMER,
+        products=[SHOWCASE_LINE | {"sku": SHOWCASE_SKU}],
+        payment_method="credit_card",
+        installments=3,
+        shipping_address=SHOWCASE_SHIPPING,
+        notify=False,
+    )
+    tally.showcase_order = (store_id, int(order["id"]))
+    simulator.state.mark_paid(store_id, int(order["id"]))
+    tally.paid += 1
+
+
 async def _pay_orders(simulator: Any, store_ids: list[int], count: int, tally: Tally) -> None:
     rng = random.Random(7)  # noqa: S311 - demo data
     state = simulator.state
     say(
         f"paying {count} orders across {len(store_ids)} stores (the simulator sends the webhooks) ..."
     )
-    for n in range(count):
+    _pay_showcase(simulator, store_ids[0], tally)
+    for n in range(1, count):
         store_id = store_ids[n % len(store_ids)]
         lines = [
             {"name": name, "price": price, "quantity": rng.randint(1, 3), "sku": f"SKU-{i}"}
