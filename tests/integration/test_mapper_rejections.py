@@ -64,10 +64,8 @@ async def test_insufficient_stock_rejected_parked_listed_and_retried_once(
         "catalog", "add-product", "--store-id", str(STORE), "--description", "Cadeira",
         "--price", "150.00", "--stock", "8",
     )  # fmt: skip
-    assert await cli.json("settings", "set", "--store-id", str(STORE), "stock-check", "on") == {
-        "store_id": STORE,
-        "stock_check": True,
-    }
+    shown = await cli.json("settings", "set", "--store-id", str(STORE), "stock-check", "on")
+    assert {"store_id": STORE, "stock_check": True}.items() <= shown.items()
     order = make_order(
         STORE,
         1,
@@ -183,10 +181,8 @@ async def test_retry_all_after_switching_the_check_off(system: System, cli: Cli)
         ]
     assert await counts(system, STORE) == Counts(0, 0, 0, 0)
 
-    assert await cli.json("settings", "set", "--store-id", str(STORE), "stock-check", "off") == {
-        "store_id": STORE,
-        "stock_check": False,
-    }
+    shown = await cli.json("settings", "set", "--store-id", str(STORE), "stock-check", "off")
+    assert {"store_id": STORE, "stock_check": False}.items() <= shown.items()
     retried = await cli.json("orders", "retry", "--store-id", str(STORE), "--all")
     assert sorted(r["order_id"] for r in retried) == [1, 2, 3]
     for order in orders:
