@@ -1,4 +1,5 @@
-"""LGPD redaction in the ledger: the customer inside each kept sale announcement is anonymised."""
+"""LGPD redaction in the ledger: the customer inside each kept sale announcement is anonymised,
+and the addresses it carried (the customer's billing address, the shipping address) dropped."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ _SCRUB = """
 UPDATE ledger.sales SET announcement = announcement || jsonb_build_object('customer',
     jsonb_build_object('id', announcement->'customer'->'id', 'name', 'redacted', 'document', NULL,
                        'business_phone', NULL, 'mobile_phone', NULL,
-                       'created', announcement->'customer'->'created'))
+                       'created', announcement->'customer'->'created', 'address', NULL),
+    'shipping_address', NULL)
 WHERE store_id = $1 AND ($2 OR order_id = ANY($3::bigint[])
                          OR ($4::text IS NOT NULL AND announcement->'customer'->>'document' = $4))
 """

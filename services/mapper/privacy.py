@@ -1,7 +1,8 @@
 """LGPD requests as the mapper acts on them: the customers it holds are anonymised or described.
 
-A redacted customer keeps its id (sales still point at it) but loses name, document, e-mail and
-phones; its match key becomes its own id, so no later order can be matched to it. A data request
+A redacted customer keeps its id (sales still point at it) but loses name, document, e-mail,
+phones and address, and its sales lose the billing and shipping addresses they carried; its match
+key becomes its own id, so no later order can be matched to it. A data request
 is answered in the log with what is held (field names and counts, never the values).
 """
 
@@ -16,8 +17,14 @@ log = get_logger(__name__)
 
 _ANONYMISE = """
 UPDATE mapper.customers SET name = 'redacted', name_key = 'redacted:' || id::text,
-    document = NULL, document_key = id::text, email = NULL, mobile_phone = NULL, business_phone = NULL
+    document = NULL, document_key = id::text, email = NULL, mobile_phone = NULL, business_phone = NULL,
+    address = NULL
 WHERE store_id = $1 AND id = ANY($2::uuid[])
+"""
+_FORGET_ADDRESSES = """
+UPDATE mapper.sales SET customer_address = NULL, shipping_address = NULL
+WHERE store_id = $1 AND customer_id = ANY($2::uuid[])
+    AND (customer_address IS NOT NULL OR shipping_address IS NOT NULL)
 """
 
 
@@ -57,10 +64,11 @@ async def handle_privacy(conn: Conn, request: PrivacyRequest) -> None:
             "LGPD data request: personal data held",
             store_id=request.store_id,
             customers=len(ids),
-            fields=["name", "document", "email", "mobile_phone", "business_phone"],
+            fields=["name", "document", "email", "mobile_phone", "business_phone", "address"],
         )
         return
     await conn.execute(_ANONYMISE, request.store_id, ids)
+    await conn.execute(_FORGET_ADDRESSES, request.store_id, ids)
     log.info(
         "LGPD redaction applied", store_id=request.store_id, kind=request.kind, customers=len(ids)
     )

@@ -15,7 +15,7 @@ from services.ingest import ops as ingest_ops
 from services.ledger import ops as ledger_ops
 from services.mapper import ops as mapper_ops
 from services.mapper import settings as store_settings
-from shared.contracts import OrderPartiallyRefunded, SaleConfirm
+from shared.contracts import Address, OrderPartiallyRefunded, PrivacyRequest, SaleConfirm
 from tests.harness import System
 from tests.integration.ingest_helpers import first_poll_done
 from tests.integration.mapper_helpers import make_order, publish, wait_until
@@ -208,3 +208,51 @@ async def test_orders_of_a_store_switched_off_in_flight(system: System, shape: s
     (sale,) = await system.observer.wait_for("sale.pending_review", order_id=order_id)
     assert sale.body["store_id"] == store
     assert await mapper_ops.rejected_orders(mapper_pool, store) == []
+
+
+async def test_a_redacted_customer_loses_the_addresses_everywhere(system: System) -> None:
+    # LGPD (SPEC §9): the addresses are personal data, held by the mapper and the ledger.
+    store = 780_051
+    order = make_order(store, 1)
+    address = {"street": "Rua Augusta", "number": "1500", "city": "São Paulo"}
+    order = order.model_copy(
+        update={
+            "customer": order.customer.model_copy(update={"address": Address(**address)}),
+            "shipping_address": Address(**address),
+        }
+    )
+    await publish(system, order)
+    mapper_pool = system.services["mapper"].ctx.pool
+    ledger_pool = system.services["ledger"].ctx.pool
+
+    async def kept() -> bool:
+        found = await ledger_pool.fetchval("SELECT 1 FROM ledger.sales WHERE store_id = $1", store)
+        return found is not None
+
+    assert await wait_until(kept, True)
+    await publish(
+        system, PrivacyRequest(store_id=store, kind="customers_redact", order_ids=[1]), "lgpd:1"
+    )
+
+    async def forgotten() -> bool:
+        row = await ledger_pool.fetchrow(
+            "SELECT announcement->'customer'->'address' AS billing,"
+            " announcement->'shipping_address' AS shipping FROM ledger.sales WHERE store_id = $1",
+            store,
+        )
+        assert row is not None
+        return row["billing"] in (None, "null") and row["shipping"] in (None, "null")
+
+    assert await wait_until(forgotten, True)
+
+    async def mapper_forgot() -> tuple[object, ...]:
+        row = await mapper_pool.fetchrow(
+            "SELECT c.address AS billing, s.customer_address, s.shipping_address"
+            " FROM mapper.sales s JOIN mapper.customers c ON c.id = s.customer_id"
+            " WHERE s.store_id = $1",
+            store,
+        )
+        assert row is not None
+        return (row["billing"], row["customer_address"], row["shipping_address"])
+
+    assert await wait_until(mapper_forgot, (None, None, None)) == (None, None, None)
