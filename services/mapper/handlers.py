@@ -57,9 +57,9 @@ class OrderHandler:
                     continue
                 fresh.discard(incoming.message_id)  # a duplicate inside the batch runs once
                 todo.append(incoming)
-            fast, slow = await self._split(conn, todo)
+            fast, slow, settings = await self._split(conn, todo)
             if fast:
-                envs += await self._import_fast(conn, fast)
+                envs += await self._import_fast(conn, fast, settings)
             for incoming in slow:
                 structlog.contextvars.bind_contextvars(message_id=incoming.message_id)
                 try:
@@ -83,11 +83,11 @@ class OrderHandler:
 
     async def _split(
         self, conn: Conn, todo: list[Incoming]
-    ) -> tuple[list[bulk.Candidate], list[Incoming]]:
+    ) -> tuple[list[bulk.Candidate], list[Incoming], dict[int, rules.StoreRules]]:
         """Ordinary paid orders (the set-based path) apart from everything else (one by one)."""
         paid = [i for i in todo if isinstance(i.message, OrderPaid)]
         if len(paid) < 2:
-            return [], todo
+            return [], todo, {}
         orders = [i.message for i in paid if isinstance(i.message, OrderPaid)]
         existing = await bulk.existing_sales(conn, orders)
         store_rules = await bulk.store_rules(conn, {o.store_id for o in orders})
@@ -117,12 +117,15 @@ class OrderHandler:
                 slow.append(incoming)
             else:
                 fast.append(bulk.Candidate(order, customer, incoming.message_id))
-        return fast, slow
+        return fast, slow, store_rules
 
-    async def _import_fast(self, conn: Conn, candidates: list[bulk.Candidate]) -> list[Envelope]:
+    async def _import_fast(
+        self,
+        conn: Conn,
+        candidates: list[bulk.Candidate],
+        store_rules: dict[int, rules.StoreRules],
+    ) -> list[Envelope]:
         envs: list[Envelope] = []
-        stores = {c.order.store_id for c in candidates}
-        store_rules = await bulk.store_rules(conn, stores)
         imported = await bulk.import_many(conn, candidates, store_rules, self.default_timezone)
         for sale_id, sale in imported:
             key = correlation(sale.store_id, sale.order_id)
