@@ -35,10 +35,12 @@ class UnknownTimezoneError(ValueError):
 def parse_timezone(name: str) -> ZoneInfo:
     """The IANA zone ``name`` (``America/Sao_Paulo``); ``UnknownTimezoneError`` when it is none.
 
-    Only canonical names of the tz database are accepted: ``ZoneInfo`` alone would also read a
-    file path such as ``../../etc/localtime``.
+    Only names of the tz database are accepted (``ZoneInfo`` alone refuses paths, but would take
+    any file under the zone directory); where the list of zones is unavailable, what ``ZoneInfo``
+    loads is accepted.
     """
-    if name not in _known_zones():
+    known = _known_zones()
+    if known and name not in known:
         msg = f"{name!r} is not an IANA time zone (e.g. America/Sao_Paulo, America/Manaus)"
         raise UnknownTimezoneError(msg)
     try:
