@@ -12,10 +12,14 @@ from decimal import Decimal
 import pytest
 
 from services.ingest import ops as ingest_ops
+from services.ingest.connections import store_connection
+from services.ingest.handlers import disable_store
+from services.ingest.tokens import cipher_from_settings
 from services.ledger import ops as ledger_ops
 from services.mapper import ops as mapper_ops
 from services.mapper import settings as store_settings
 from shared.contracts import Address, OrderPartiallyRefunded, PrivacyRequest, SaleConfirm
+from shared.outbox import publish_staged
 from tests.harness import System
 from tests.integration.ingest_helpers import first_poll_done
 from tests.integration.mapper_helpers import make_order, publish, wait_until
@@ -256,3 +260,38 @@ async def test_a_redacted_customer_loses_the_addresses_everywhere(system: System
         return (row["billing"], row["customer_address"], row["shipping_address"])
 
     assert await wait_until(mapper_forgot, (None, None, None)) == (None, None, None)
+
+
+async def test_a_store_connected_again_is_announced_enabled(system: System) -> None:
+    # After an uninstall (or a revocation), the merchant connects the store again: the mapper
+    # must hear that it is on, as after `integration enable`.
+    store = 780_061
+    await system.connect_store(store)
+    await first_poll_done(system, store)
+    ingest_pool = system.services["ingest"].ctx.pool
+    async with ingest_pool.acquire() as conn, conn.transaction():
+        staged = await disable_store(conn, store, "app_uninstalled")
+    await publish_staged(ingest_pool, "ingest", system.erp, staged)
+    (off,) = await system.observer.wait_for("integration.disabled", store_id=store)
+    assert off.body["reason"] == "app_uninstalled"
+
+    await store_connection(
+        ingest_pool,
+        cipher_from_settings(system.settings),
+        store_id=store,
+        access_token="a-new-token",
+        activated_by="erp-user-1",
+    )
+
+    # Staged with the reconnection and sent by ingest's outbox relay (a few seconds' grace).
+    (on,) = await system.observer.wait_for("integration.enabled", store_id=store, within=20)
+    assert on.type == "integration.enabled.v1"
+    mapper_pool = system.services["mapper"].ctx.pool
+
+    async def status() -> bool | None:
+        value: bool | None = await mapper_pool.fetchval(
+            "SELECT enabled FROM mapper.store_status WHERE store_id = $1", store
+        )
+        return value
+
+    assert await wait_until(status, True) is True
