@@ -100,5 +100,7 @@ class IngestService(Service):
 
     def add_routes(self, app: web.Application) -> None:
         add_webhook_routes(app, self.receiver)
-        routes = OAuthRoutes(self.ctx.settings, self.ctx.pool, self.cipher, self.client)
+        routes = OAuthRoutes(
+            self.ctx.settings, self.ctx.pool, self.cipher, self.client, self.ctx.publisher
+        )
         add_oauth_routes(app, routes)

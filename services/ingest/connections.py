@@ -17,6 +17,7 @@ from services.ingest.adapters.nuvemshop import NuvemshopClient, NuvemshopError
 from services.ingest.handlers import announce_enabled
 from services.ingest.tokens import TokenCipher
 from shared.logging import get_logger
+from shared.outbox import OutboxPublisher
 
 log = get_logger(__name__)
 
@@ -49,8 +50,13 @@ async def store_connection(
     access_token: str,
     activated_by: str,
     activated_at: dt.datetime | None = None,
+    publisher: OutboxPublisher | None = None,
 ) -> tuple[db.StoreRecord, bool, bool]:
-    """Store the connection, enabled; returns (store, created, re-enabled)."""
+    """Store the connection, enabled; returns (store, created, re-enabled).
+
+    A store connected again after it was switched off is announced ``integration.enabled``: by
+    ``publisher`` right after the commit when there is one (the service), else by the relay.
+    """
     # Whole seconds: the API's timestamps have no fraction, and an order created in the second of
     # activation must not read as created before it (it would never be imported).
     when = (activated_at or dt.datetime.now(dt.UTC)).replace(microsecond=0)
@@ -62,9 +68,9 @@ async def store_connection(
             activated_by=activated_by,
             activated_at=when,
         )
-        if was_disabled:
-            # Reconnected after an uninstall or a revocation: the relay announces it.
-            await announce_enabled(conn, store_id)
+        staged = await announce_enabled(conn, store_id) if was_disabled else []
+    if publisher is not None:
+        await publisher.submit(staged)
     log.info("store connected", store_id=store_id, created=created, reenabled=was_disabled)
     return store, created, was_disabled
 
@@ -94,6 +100,7 @@ async def connect(
     activated_by: str,
     public_url: str,
     activated_at: dt.datetime | None = None,
+    publisher: OutboxPublisher | None = None,
 ) -> Connected:
     """Store the connection, then register webhooks; a registration failure is reported, not fatal.
 
@@ -107,6 +114,7 @@ async def connect(
         access_token=access_token,
         activated_by=activated_by,
         activated_at=activated_at,
+        publisher=publisher,
     )
     try:
         events = await register_webhooks(client, store_id, access_token, public_url)

@@ -281,10 +281,10 @@ async def test_a_store_connected_again_is_announced_enabled(system: System) -> N
         store_id=store,
         access_token="a-new-token",
         activated_by="erp-user-1",
+        publisher=system.services["ingest"].ctx.publisher,  # as the OAuth callback does
     )
 
-    # Staged with the reconnection and sent by ingest's outbox relay (a few seconds' grace).
-    (on,) = await system.observer.wait_for("integration.enabled", store_id=store, within=20)
+    (on,) = await system.observer.wait_for("integration.enabled", store_id=store)
     assert on.type == "integration.enabled.v1"
     mapper_pool = system.services["mapper"].ctx.pool
 

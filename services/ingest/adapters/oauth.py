@@ -31,6 +31,7 @@ from services.ingest.connect_links import LinkRefused, secret_from_settings, ver
 from services.ingest.connections import connect
 from services.ingest.tokens import TokenCipher
 from shared.logging import get_logger
+from shared.outbox import OutboxPublisher
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -110,12 +111,19 @@ def page(title: str, message: str, status: int) -> web.Response:
 
 class OAuthRoutes:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, cipher: TokenCipher, client: NuvemshopClient
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        cipher: TokenCipher,
+        client: NuvemshopClient,
+        publisher: OutboxPublisher | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.cipher = cipher
         self.client = client
+        # Announces a store connected again (integration.enabled) as soon as it is stored.
+        self.publisher = publisher
         self.link_secret = secret_from_settings(settings)
 
     def _secret(self) -> str | None:
@@ -181,6 +189,7 @@ class OAuthRoutes:
             access_token=grant.access_token,
             activated_by=user,
             public_url=self.settings.public_url(),
+            publisher=self.publisher,
         )
         what = "reconnected" if not done.created else "connected"
         note = (
