@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
 from services.ledger.migrations import MIGRATIONS
-from shared.consumer import BatchConsumer
+from shared.consumer import BatchConsumer, Incoming
 from shared.contracts import (
     Message,
     OrderCancelled,
@@ -13,8 +15,25 @@ from shared.contracts import (
     SaleDiscard,
     SalePendingReview,
 )
+from shared.messaging import Envelope
+from shared.metering import body_of, metered, metered_dead_letters
+from shared.metrics import ServiceMetrics
 from shared.runtime import Service
 from shared.topology import LEDGER_SALES
+
+
+def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]], None]:
+    """Confirmed sales and refused ERP messages (by reason) of a committed batch."""
+
+    def count(_: list[Incoming], staged: list[Envelope]) -> None:
+        for env in staged:
+            if env.routing_key == "sale.confirmed":
+                metrics.sales_confirmed.inc()
+            elif env.routing_key == "sale.confirmation_refused":
+                reason = body_of(env).get("reason")
+                metrics.confirmations_refused.labels(str(reason or "unknown")).inc()
+
+    return count
 
 
 class LedgerService(Service):
@@ -38,12 +57,12 @@ class LedgerService(Service):
                 schema=SCHEMA,
                 queue=LEDGER_SALES.name,
                 models=models,
-                handler=SaleHandler(ctx.pool),
+                handler=metered(SaleHandler(ctx.pool), counter(ctx.metrics)),
                 metrics=ctx.metrics,
                 publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
                 max_retries=ctx.settings.max_retries,
-                on_dead_letter=refuse_malformed,
+                on_dead_letter=metered_dead_letters(refuse_malformed, counter(ctx.metrics)),
             )
         ]

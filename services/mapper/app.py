@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
 from services.mapper.handlers import SCHEMA, OrderHandler
 from services.mapper.migrations import MIGRATIONS
-from shared.consumer import BatchConsumer
+from shared.consumer import BatchConsumer, Incoming
 from shared.contracts import Message, OrderInvalid, OrderPaid, PrivacyRequest
+from shared.messaging import Envelope
+from shared.metering import body_of, header_time, metered
+from shared.metrics import ServiceMetrics
 from shared.runtime import Service
 from shared.topology import MAPPER_ORDERS
 
 MODELS: tuple[type[Message], ...] = (OrderPaid, OrderInvalid, PrivacyRequest)
+# Set by ingest on an order.paid a webhook led to (services/ingest/handlers.py: RECEIVED_HEADER).
+RECEIVED_HEADER = "x-webhook-received-at"
+
+
+def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]], None]:
+    """Imports, rejections by reason, and webhook-to-pending latency of a committed batch."""
+
+    def count(batch: list[Incoming], staged: list[Envelope]) -> None:
+        received = {
+            i.delivery.correlation_id: at
+            for i in batch
+            if (at := header_time(i, RECEIVED_HEADER)) is not None
+        }
+        now = dt.datetime.now(dt.UTC)
+        for env in staged:
+            if env.routing_key == "sale.pending_review":
+                metrics.orders_imported.inc()
+                at = received.get(env.correlation_id)
+                if at is not None:
+                    metrics.webhook_to_pending.observe(max(0.0, (now - at).total_seconds()))
+            elif env.routing_key == "sale.rejected":
+                reason = body_of(env).get("reason")
+                metrics.orders_rejected.labels(str(reason or "unknown")).inc()
+
+    return count
 
 
 class MapperService(Service):
@@ -25,7 +56,9 @@ class MapperService(Service):
                 schema=SCHEMA,
                 queue=MAPPER_ORDERS.name,
                 models={m.routing_key: m for m in MODELS},
-                handler=OrderHandler(ctx.pool, ctx.settings.sale_timezone),
+                handler=metered(
+                    OrderHandler(ctx.pool, ctx.settings.sale_timezone), counter(ctx.metrics)
+                ),
                 metrics=ctx.metrics,
                 publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
