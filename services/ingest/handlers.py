@@ -188,11 +188,9 @@ def _received(env: Envelope, at: dt.datetime | None) -> Envelope:
 async def _trace(
     conn: Conn, store_id: int, raw_orders: list[Mapping[str, Any]], found: _Classified, via: str
 ) -> None:
-    at = now()
-    seen = [
-        trace.Seen(oid, trace.FETCHED, via, at) for raw in raw_orders if (oid := order_id_of(raw))
-    ]
-    seen += [trace.Seen(oid, trace.SKIPPED, reason, at) for oid, reason in found.skips.items()]
+    # At the transaction's time, as the announcements it makes (ingest.orders).
+    seen = [trace.Seen(oid, trace.FETCHED, via) for raw in raw_orders if (oid := order_id_of(raw))]
+    seen += [trace.Seen(oid, trace.SKIPPED, reason) for oid, reason in found.skips.items()]
     await trace.record(conn, store_id, seen)
 
 

@@ -39,16 +39,16 @@ class Seen:
     order_id: int
     what: str  # WEBHOOK, FETCHED or SKIPPED
     detail: str  # the webhook's event, how it was fetched, why it was skipped
-    at: dt.datetime
+    at: dt.datetime | None = None  # None: the recording transaction's time (PostgreSQL now())
 
 
 async def record(conn: Executor, store_id: int, seen: Iterable[Seen]) -> None:
     """Note what was seen (in the caller's transaction); a repeat counts and moves ``last_at``."""
-    merged: dict[tuple[int, str, str], tuple[dt.datetime, dt.datetime, int]] = {}
+    merged: dict[tuple[int, str, str], tuple[dt.datetime | None, dt.datetime | None, int]] = {}
     for s in seen:
         key = (s.order_id, s.what, s.detail)
         first, last, count = merged.get(key, (s.at, s.at, 0))
-        merged[key] = (min(first, s.at), max(last, s.at), count + 1)
+        merged[key] = (_least(first, s.at), _greatest(last, s.at), count + 1)
     if not merged:
         return
     keys = sorted(merged)
@@ -56,8 +56,9 @@ async def record(conn: Executor, store_id: int, seen: Iterable[Seen]) -> None:
         """
         INSERT INTO ingest.order_trace AS t
             (store_id, order_id, what, detail, first_at, last_at, count)
-        SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::timestamptz[],
-                                 $6::timestamptz[], $7::int[])
+        SELECT $1, o, w, d, COALESCE(f, now()), COALESCE(l, now()), c
+        FROM unnest($2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                    $7::int[]) AS t(o, w, d, f, l, c)
         ON CONFLICT (store_id, order_id, what, detail) DO UPDATE SET
             count = t.count + excluded.count,
             first_at = LEAST(t.first_at, excluded.first_at),
@@ -71,6 +72,14 @@ async def record(conn: Executor, store_id: int, seen: Iterable[Seen]) -> None:
         [merged[k][1] for k in keys],
         [merged[k][2] for k in keys],
     )
+
+
+def _least(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _event(at: dt.datetime | None, what: str, detail: str) -> dict[str, Any]:
@@ -90,7 +99,8 @@ async def order_trace(db: Executor, store_id: int, order_id: int) -> dict[str, A
     )
     seen = await db.fetch(
         "SELECT what, detail, first_at, last_at, count FROM ingest.order_trace"
-        " WHERE store_id = $1 AND order_id = $2 ORDER BY first_at",
+        " WHERE store_id = $1 AND order_id = $2"
+        " ORDER BY first_at, array_position(ARRAY['webhook', 'fetched', 'skipped'], what)",
         store_id,
         order_id,
     )

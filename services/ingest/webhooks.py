@@ -53,14 +53,16 @@ def privacy_request(hook: WebhookReceived, message_id: str) -> Envelope:
     )
 
 
-def _receipts(hooks: list[WebhookReceived], what: str = trace.WEBHOOK) -> list[trace.Seen]:
+def _receipts(hooks: list[WebhookReceived]) -> list[trace.Seen]:
     return [
-        trace.Seen(
-            h.id, what, h.event if what == trace.WEBHOOK else "store_disabled", h.received_at
-        )
+        trace.Seen(h.id, trace.WEBHOOK, h.event, h.received_at)
         for h in hooks
         if h.event in domain.ORDER_EVENTS and h.id is not None
     ]
+
+
+def _skips(hooks: list[WebhookReceived], reason: str) -> list[trace.Seen]:
+    return [trace.Seen(s.order_id, trace.SKIPPED, reason) for s in _receipts(hooks)]
 
 
 class WebhookHandler:
@@ -124,7 +126,7 @@ class WebhookHandler:
                 store_id=store.store_id,
                 count=len(hooks),
             )
-            skipped = _receipts(hooks, trace.SKIPPED)
+            skipped = _skips(hooks, "store_disabled")
             async with self.pool.acquire() as conn, conn.transaction():
                 await trace.record(conn, store.store_id, _receipts(hooks) + skipped)
             if self.metrics is not None and skipped:

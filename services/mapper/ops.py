@@ -148,6 +148,16 @@ async def retry_orders(
     rejections = await db.open_rejections(conn, store_id, order_id)
     if order_id is not None and not rejections:
         raise OperatorError(f"order {order_id} of store {store_id} is not rejected")
+    # Noted before the publish: a retry handled at once (and rejected again) comes after it.
+    await conn.execute(
+        """
+        UPDATE mapper.rejections SET retried_at = now(), retries = retries + 1
+        FROM unnest($1::bigint[], $2::bigint[]) AS t(store_id, order_id)
+        WHERE rejections.store_id = t.store_id AND rejections.order_id = t.order_id
+        """,
+        [r.store_id for r in rejections],
+        [r.order_id for r in rejections],
+    )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     await broker.publish_many(
         [
