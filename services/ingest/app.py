@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from services.ingest import opsapi
 from services.ingest.adapters.http import WebhookReceiver, add_webhook_routes
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.adapters.oauth import OAuthRoutes, add_oauth_routes
@@ -17,6 +18,7 @@ from services.ingest.trace import TracePruner
 from services.ingest.webhooks import WebhookHandler
 from shared.consumer import BatchConsumer
 from shared.contracts import WebhookReceived
+from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import SECONDS_PER_DAY, Context, Service
 from shared.settings import Settings
 from shared.supervisor import Loop
@@ -119,6 +121,13 @@ class IngestService(Service):
         metrics.set_poll_lag(enabled)
 
     def add_routes(self, app: web.Application) -> None:
+        add_ops_routes(
+            app,
+            service="ingest",
+            token=ops_token(self.ctx.settings),
+            operations=opsapi.operations(self.ctx.pool),
+            metrics=self.ctx.metrics,
+        )
         add_webhook_routes(app, self.receiver)
         routes = OAuthRoutes(self.ctx.settings, self.ctx.pool, self.cipher, self.client)
         add_oauth_routes(app, routes)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from aiohttp import web
+
+from services.ledger import opsapi
 from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
 from services.ledger.migrations import MIGRATIONS
 from shared.consumer import BatchConsumer, Incoming
@@ -18,6 +21,7 @@ from shared.contracts import (
 from shared.messaging import Envelope
 from shared.metering import body_of, metered, metered_dead_letters
 from shared.metrics import ServiceMetrics
+from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import Service
 from shared.topology import LEDGER_SALES
 
@@ -66,3 +70,12 @@ class LedgerService(Service):
                 on_dead_letter=metered_dead_letters(refuse_malformed, counter(ctx.metrics)),
             )
         ]
+
+    def add_routes(self, app: web.Application) -> None:
+        add_ops_routes(
+            app,
+            service="ledger",
+            token=ops_token(self.ctx.settings),
+            operations=opsapi.operations(self.ctx.pool),
+            metrics=self.ctx.metrics,
+        )

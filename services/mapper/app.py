@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from aiohttp import web
+
+from services.mapper import opsapi
 from services.mapper.handlers import SCHEMA, OrderHandler
 from services.mapper.migrations import MIGRATIONS
 from shared.consumer import BatchConsumer, Incoming
@@ -12,6 +15,7 @@ from shared.contracts import Message, OrderInvalid, OrderPaid, PrivacyRequest
 from shared.messaging import Envelope
 from shared.metering import body_of, header_time, metered
 from shared.metrics import ServiceMetrics
+from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import Service
 from shared.topology import MAPPER_ORDERS
 
@@ -66,3 +70,12 @@ class MapperService(Service):
                 max_retries=ctx.settings.max_retries,
             )
         ]
+
+    def add_routes(self, app: web.Application) -> None:
+        add_ops_routes(
+            app,
+            service="mapper",
+            token=ops_token(self.ctx.settings),
+            operations=opsapi.operations(self.ctx.pool, self.ctx.broker),
+            metrics=self.ctx.metrics,
+        )

@@ -105,21 +105,6 @@ async def set_stock_check(conn: Executor, store_id: int, *, on: bool) -> dict[st
     return {"store_id": done.store_id, "stock_check": done.stock_check}
 
 
-async def import_counts(conn: Executor, store_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Per store: the orders that became sales, and those rejected and not yet resolved."""
-    rows = await conn.fetch(
-        """
-        SELECT t.store_id,
-               (SELECT count(*) FROM mapper.sales m WHERE m.store_id = t.store_id) AS imported,
-               (SELECT count(*) FROM mapper.rejections r
-                 WHERE r.store_id = t.store_id AND r.resolved_at IS NULL) AS rejected
-        FROM unnest($1::bigint[]) AS t(store_id)
-        """,
-        store_ids,
-    )
-    return {r["store_id"]: (r["imported"], r["rejected"]) for r in rows}
-
-
 def _rejection(r: db.Rejection) -> dict[str, Any]:
     return {
         "store_id": r.store_id,

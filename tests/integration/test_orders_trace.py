@@ -42,7 +42,7 @@ async def _trace(system: System, store_id: int, order_id: int) -> dict[str, Any]
 
 async def _state_becomes(system: System, store_id: int, order_id: int, state: str) -> None:
     async def reached() -> bool:
-        return (await _trace(system, store_id, order_id))["state"] == state
+        return bool((await _trace(system, store_id, order_id))["state"] == state)
 
     await eventually(reached, f"order {order_id} of store {store_id} {state}", within=20)
 
