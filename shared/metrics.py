@@ -243,6 +243,16 @@ class ServiceMetrics:
             registry=ledger,
         )
 
+        if ingest is not None:
+            # Known label values start at zero, so a rate() sees the first increment.
+            for via in ("webhook", "poll", "backfill"):
+                self.orders_fetched.labels(via)
+            for reason in ("not_paid", "before_activation", "store_disabled"):
+                self.orders_skipped.labels(reason)
+            for reason in ("credentials_revoked", "app_uninstalled", "switched_off"):
+                self.integrations_disabled.labels(reason)
+            self.set_poll_lag([])
+
     def api_answer(self, store_id: int | None, status: int | None) -> None:
         """One attempt at the Nuvemshop API: its status (``None``: no answer came)."""
         self.api_requests.labels("error" if status is None else str(status)).inc()
