@@ -76,12 +76,9 @@ def _looked_for(store_id: int, order_id: int, store: dict[str, Any] | None) -> s
     )
     return (
         f"{where}; no webhook, fetch or announcement of order {order_id} in ingest"
-        f" (kept {_retention()}), no pending sale or rejection in the mapper, no sale in the ledger"
+        " (kept TRACE_RETENTION_DAYS), no pending sale or rejection in the mapper, no sale in"
+        " the ledger"
     )
-
-
-def _retention() -> str:
-    return "TRACE_RETENTION_DAYS"
 
 
 async def order_trace(pool: asyncpg.Pool, store_id: int, order_id: int) -> dict[str, Any]:

@@ -20,16 +20,13 @@ from services.ingest.adapters import postgres as db
 from shared.contracts import IntegrationDisabled, OrderInvalid
 from shared.db import Conn
 from shared.logging import get_logger
-from shared.messaging import Envelope, correlation, envelope
+from shared.messaging import RECEIVED_HEADER, Envelope, correlation, envelope
 from shared.metrics import ServiceMetrics
 from shared.outbox import Staged, stage
 
 log = get_logger(__name__)
 
 SCHEMA = "ingest"
-# On an order.paid that a webhook led to: when ingest received that webhook (ISO 8601), so the
-# mapper can measure webhook-to-pending-sale latency (nuvem_ledger_webhook_to_pending_seconds).
-RECEIVED_HEADER = "x-webhook-received-at"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from services.mapper.handlers import SCHEMA, OrderHandler
 from services.mapper.migrations import MIGRATIONS
 from shared.consumer import BatchConsumer, Incoming
 from shared.contracts import Message, OrderInvalid, OrderPaid, PrivacyRequest
-from shared.messaging import Envelope
+from shared.messaging import RECEIVED_HEADER, Envelope
 from shared.metering import body_of, header_time, metered
 from shared.metrics import ServiceMetrics
 from shared.opsapi import add_ops_routes, ops_token
@@ -20,8 +20,6 @@ from shared.runtime import Service
 from shared.topology import MAPPER_ORDERS
 
 MODELS: tuple[type[Message], ...] = (OrderPaid, OrderInvalid, PrivacyRequest)
-# Set by ingest on an order.paid a webhook led to (services/ingest/handlers.py: RECEIVED_HEADER).
-RECEIVED_HEADER = "x-webhook-received-at"
 
 
 def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]], None]:
