@@ -20,6 +20,7 @@ import pytest
 from services import system as registry
 from services.cli.trace import order_trace, trace_text
 from services.ingest import ops as ingest_ops
+from services.ingest.trace import TracePruner
 from services.mapper import ops as mapper_ops
 from shared.contracts import SaleConfirm
 from shared.runtime import start_service
@@ -109,6 +110,11 @@ async def test_unknown_received_and_skipped(system: System) -> None:
     while_off = await _trace(system, store, off)
     assert while_off["events"][-1]["detail"].startswith("store_disabled: ")
     assert "the store is disabled: switched_off" in trace_text(while_off)
+
+    # What ingest saw is forgotten after TRACE_RETENTION_DAYS; announcements stay.
+    pruner = TracePruner(system.services["ingest"].ctx.pool, retention_s=0.001, interval_s=60)
+    assert await pruner.prune_once() >= 8
+    assert (await _trace(system, store, off))["events"] == []
 
 
 async def test_an_order_through_every_later_state(system: System, tmp_path: Path) -> None:
