@@ -2,7 +2,8 @@
 
 From the ledger's own records: ``ledger.sales`` (when the pending sale reached the ledger, who
 confirmed it and when, its cancellation), its receivables and stock movements, and a
-cancellation held in ``ledger.early_cancellations`` until its sale arrives.
+cancellation held in ``ledger.early_cancellations`` until its sale arrives, and the ERP's
+messages about the sale that were refused (``ledger.refusals``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,31 @@ from shared.operations import iso
 
 def _event(at: Any, what: str, detail: str) -> dict[str, Any]:
     return {"at": iso(at), "service": "ledger", "what": what, "detail": detail}
+
+
+async def record_refusals(db: Executor, refused: list[dict[str, Any]]) -> None:
+    """Note refusals of known sales (``sale.confirmation_refused`` bodies naming an order)."""
+    rows = sorted(
+        {
+            (r["store_id"], r["order_id"], str(r["reason"])): str(r.get("detail") or "")[:2000]
+            for r in refused
+            if isinstance(r.get("store_id"), int) and isinstance(r.get("order_id"), int)
+        }.items()
+    )
+    if not rows:
+        return
+    await db.execute(
+        """
+        INSERT INTO ledger.refusals AS r (store_id, order_id, reason, detail)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+        ON CONFLICT (store_id, order_id, reason) DO UPDATE SET
+            detail = excluded.detail, last_at = now(), count = r.count + 1
+        """,
+        [k[0] for k, _ in rows],
+        [k[1] for k, _ in rows],
+        [k[2] for k, _ in rows],
+        [detail for _, detail in rows],
+    )
 
 
 async def order_trace(db: Executor, store_id: int, order_id: int) -> dict[str, Any]:
@@ -39,6 +65,21 @@ async def order_trace(db: Executor, store_id: int, order_id: int) -> dict[str, A
                 early["cancelled_at"],
                 "cancellation held",
                 f"{early['reason']}: applied when the sale arrives",
+            )
+        )
+    refusals = await db.fetch(
+        "SELECT reason, detail, last_at, count FROM ledger.refusals"
+        " WHERE store_id = $1 AND order_id = $2",
+        store_id,
+        order_id,
+    )
+    for r in refusals:
+        again = "" if r["count"] == 1 else f" ({r['count']} times, this is the last)"
+        events.append(
+            _event(
+                r["last_at"],
+                "ERP message refused (sale.confirmation_refused)",
+                f"{r['reason']}: {r['detail']}{again}",
             )
         )
     if sale is None:

@@ -142,6 +142,20 @@ async def test_an_order_through_every_later_state(system: System, tmp_path: Path
         ("ledger", "sale recorded pending review"),
         ("ledger", "cancelled (sale.cancelled)"),
     ]
+    # The ERP confirms it all the same: refused, and the refusal shows in the timeline.
+    announced_sale = await observer.wait_for("sale.pending_review", order_id=first)
+    late = announced_sale[0].body["sale_id"]
+    await system.erp_publish(SaleConfirm(sale_id=late, confirmed_by="erp-user-9"), f"late-{late}")
+    await observer.wait_for("sale.confirmation_refused", sale_id=late)
+
+    async def refusal_noted() -> bool:
+        found = await _trace(system, store, first)
+        return found["events"][-1]["service"] == "ledger" and found["events"][-1]["what"] == (
+            "ERP message refused (sale.confirmation_refused)"
+        )
+
+    await eventually(refusal_noted, "the refusal in the timeline")
+    assert (await _trace(system, store, first))["state"] == "cancelled"
 
     # rejected (stock check on, nothing in stock), parked (retried, rejected again).
     pool = system.services["mapper"].ctx.pool
