@@ -145,6 +145,7 @@ class WebhookHandler:
                     conn, store.store_id, "credentials_revoked", self.metrics
                 )
         except StoreSuspended:
+            await trace.record(self.pool, store.store_id, _receipts(hooks))
             await db.pause(self.pool, store.store_id, now() + SUSPENDED_PAUSE)
             log.warning(
                 "store suspended (402): paused, the poller catches up", store_id=store.store_id

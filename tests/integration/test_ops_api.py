@@ -135,7 +135,7 @@ async def _schemathesis(system: System, service: str, workdir: Path) -> tuple[in
         "--checks",
         "all",
         "--max-examples",
-        "15",
+        "10",
         "--phases",
         "examples,coverage,fuzzing",
         "--seed",
