@@ -149,9 +149,10 @@ async def test_an_order_through_every_later_state(system: System, tmp_path: Path
     await observer.wait_for("sale.confirmation_refused", sale_id=late)
 
     async def refusal_noted() -> bool:
-        found = await _trace(system, store, first)
-        return found["events"][-1]["service"] == "ledger" and found["events"][-1]["what"] == (
-            "ERP message refused (sale.confirmation_refused)"
+        last = (await _trace(system, store, first))["events"][-1]
+        return (last["service"], last["what"]) == (
+            "ledger",
+            "ERP message refused (sale.confirmation_refused)",
         )
 
     await eventually(refusal_noted, "the refusal in the timeline")
