@@ -5,19 +5,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import asyncpg
 from aiohttp import web
 
 from services.mapper import opsapi
 from services.mapper.handlers import SCHEMA, OrderHandler
 from services.mapper.migrations import MIGRATIONS
-from shared.consumer import BatchConsumer, Incoming
+from services.mapper.trace import record_rejections
+from shared.consumer import BatchConsumer, BatchResult, Handler, Incoming
 from shared.contracts import Message, OrderInvalid, OrderPaid, PrivacyRequest
+from shared.logging import get_logger
 from shared.messaging import RECEIVED_HEADER, Envelope
 from shared.metering import body_of, header_time, metered
 from shared.metrics import ServiceMetrics
 from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import Service
 from shared.topology import MAPPER_ORDERS
+
+log = get_logger(__name__)
 
 MODELS: tuple[type[Message], ...] = (OrderPaid, OrderInvalid, PrivacyRequest)
 
@@ -45,6 +50,29 @@ def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]
     return count
 
 
+def noting_rejections(handler: Handler, pool: asyncpg.Pool) -> Handler:
+    """``handler``, then the rejections its committed batch staged noted for ``orders trace``.
+
+    Noted just after the batch's transaction, as the handler leaves it: a crash in between
+    loses the note (``mapper.rejections`` still holds the rejection), and a failure to note is
+    only logged.
+    """
+
+    async def handle(batch: list[Incoming]) -> BatchResult:
+        result = await handler(batch)
+        rejected = [
+            body_of(s.envelope) for s in result.staged if s.envelope.routing_key == "sale.rejected"
+        ]
+        if rejected:
+            try:
+                await record_rejections(pool, rejected)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("rejections not noted for orders trace", error=str(exc))
+        return result
+
+    return handle
+
+
 class MapperService(Service):
     schema = SCHEMA
     migrations = MIGRATIONS
@@ -58,8 +86,11 @@ class MapperService(Service):
                 schema=SCHEMA,
                 queue=MAPPER_ORDERS.name,
                 models={m.routing_key: m for m in MODELS},
-                handler=metered(
-                    OrderHandler(ctx.pool, ctx.settings.sale_timezone), counter(ctx.metrics)
+                handler=noting_rejections(
+                    metered(
+                        OrderHandler(ctx.pool, ctx.settings.sale_timezone), counter(ctx.metrics)
+                    ),
+                    ctx.pool,
                 ),
                 metrics=ctx.metrics,
                 publisher=ctx.publisher,

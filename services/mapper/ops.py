@@ -136,9 +136,14 @@ async def retry_orders(
     # Noted before the publish: a retry handled at once (and rejected again) comes after it.
     await conn.execute(
         """
-        UPDATE mapper.rejections SET retried_at = now(), retries = retries + 1
-        FROM unnest($1::bigint[], $2::bigint[]) AS t(store_id, order_id)
-        WHERE rejections.store_id = t.store_id AND rejections.order_id = t.order_id
+        WITH retried AS (
+            UPDATE mapper.rejections SET retried_at = now(), retries = retries + 1
+            FROM unnest($1::bigint[], $2::bigint[]) AS t(store_id, order_id)
+            WHERE rejections.store_id = t.store_id AND rejections.order_id = t.order_id
+            RETURNING rejections.store_id, rejections.order_id, rejections.retries
+        )
+        INSERT INTO mapper.rejection_history (store_id, order_id, what, detail)
+        SELECT store_id, order_id, 'retried', 'retry number ' || retries FROM retried
         """,
         [r.store_id for r in rejections],
         [r.order_id for r in rejections],

@@ -14,3 +14,15 @@ FROM (
     SELECT store_id, 0, count(*) FROM mapper.rejections WHERE resolved_at IS NULL GROUP BY store_id
 ) AS counted
 GROUP BY store_id;
+
+-- Every rejection and every operator's retry of an order, in order, for `orders trace` (the row of
+-- mapper.rejections keeps only the last of each). Rejections are noted just after the batch that
+-- made them, retries in the retry's own statement; both are bounded by operators' retries.
+CREATE TABLE mapper.rejection_history (
+    store_id bigint NOT NULL,
+    order_id bigint NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    what text NOT NULL,                       -- rejected | retried
+    detail text NOT NULL
+);
+CREATE INDEX rejection_history_order ON mapper.rejection_history (store_id, order_id, at);
