@@ -49,6 +49,11 @@ class Envelope:
     headers: dict[str, Any] = field(default_factory=dict)
 
 
+# On an order.paid that a webhook led to: when ingest received that webhook (ISO 8601), so the
+# mapper can measure webhook-to-pending-sale latency (nuvem_ledger_webhook_to_pending_seconds).
+RECEIVED_HEADER = "x-webhook-received-at"
+
+
 def envelope(message: Message, *, message_id: str, correlation_id: str | None) -> Envelope:
     """Wrap a contract model with the properties CONTRACT.md promises."""
     return Envelope(

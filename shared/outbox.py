@@ -229,6 +229,21 @@ async def backlog(conn: Executor, schema: str) -> tuple[int, float]:
     return int(row["n"]), float(row["age"])
 
 
+# Above this estimated size the inbox is not counted row by row at each scrape: the planner's
+# estimate (kept by autovacuum's analyze) is close enough for a gauge and costs nothing.
+EXACT_COUNT_LIMIT = 100_000
+
+
+async def inbox_size(conn: Executor, schema: str) -> int:
+    """Consumed message ids remembered: exact when small, else PostgreSQL's estimate."""
+    estimate = await conn.fetchval(
+        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", f"{schema}.inbox"
+    )
+    if estimate is not None and estimate > EXACT_COUNT_LIMIT:
+        return int(estimate)
+    return int(await conn.fetchval(f"SELECT count(*) FROM {schema}.inbox"))
+
+
 class InboxPruner:
     """Forgets consumed message ids older than the retention, in small batches (short locks).
 

@@ -27,13 +27,14 @@ from shared.health import HealthProbe
 from shared.logging import get_logger
 from shared.messaging import Broker
 from shared.metrics import ServiceMetrics
-from shared.outbox import InboxPruner, OutboxPublisher, OutboxRelay
+from shared.outbox import InboxPruner, OutboxPublisher, OutboxRelay, backlog, inbox_size
 from shared.settings import Settings
 from shared.supervisor import Loop, LoopWatch, Supervisor
 
 log = get_logger(__name__)
 
 SHUTDOWN_GRACE_S = 20.0
+METRICS_QUERY_S = 2.0
 SECONDS_PER_DAY = 86400.0
 
 
@@ -79,6 +80,9 @@ class Service:
     def add_routes(self, app: web.Application) -> None:
         """Extra routes on the service's port (ingest's webhooks and OAuth)."""
 
+    async def refresh_metrics(self) -> None:
+        """Update the service's own gauges before a scrape (read from its database)."""
+
     async def start(self) -> None:
         """Open what the service needs beyond pool and broker (HTTP clients...)."""
 
@@ -106,6 +110,11 @@ def health_app(
         return web.json_response({"ready": not why, "why": why}, status=503 if why else 200)
 
     async def metrics(_: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(_refresh_gauges(ctx, service), timeout=METRICS_QUERY_S)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The counters are still worth serving; the gauges keep their last values.
+            log.warning("metrics gauges not refreshed", error=str(exc) or type(exc).__name__)
         return web.Response(body=ctx.metrics.render(), content_type="text/plain")
 
     app.router.add_get("/healthz", healthz)
@@ -113,6 +122,18 @@ def health_app(
     app.router.add_get("/metrics", metrics)
     service.add_routes(app)
     return app
+
+
+async def _refresh_gauges(ctx: Context, service: Service) -> None:
+    """The gauges read from the database at each scrape: outbox backlog, inbox size, the
+    service's own (ingest: stores and poll lag)."""
+    schema = service.schema or ctx.name
+    async with ctx.pool.acquire() as conn:
+        rows, age = await backlog(conn, schema)
+        ctx.metrics.outbox_rows.labels(schema).set(rows)
+        ctx.metrics.outbox_age.labels(schema).set(age)
+        ctx.metrics.inbox_rows.labels(schema).set(await inbox_size(conn, schema))
+    await service.refresh_metrics()
 
 
 class Running:

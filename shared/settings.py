@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     # How long consumed message ids are remembered (longer than any redelivery window).
     inbox_retention_days: float = Field(default=7.0, gt=0)
+    # How long ingest keeps what it saw of an order (webhooks, fetches, skips) for `orders trace`.
+    trace_retention_days: float = Field(default=30.0, gt=0)
+    # The operator HTTP API's bearer token (/ops on each service's port); unset, /ops is off (404).
+    ops_api_token: SecretStr | None = None
 
     # Tuning of our own (not in the contract): the event loop, batch size and wait of consumers.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"

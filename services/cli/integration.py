@@ -26,7 +26,6 @@ from services.cli.base import (
     rows_text,
 )
 from services.ingest import ops as ingest
-from services.mapper import ops as mapper
 from shared.settings import Settings
 
 
@@ -70,22 +69,11 @@ def register_backfill(sub: Subparsers) -> None:
 
 async def integration_rows(pool: asyncpg.Pool, store_id: int | None = None) -> list[dict[str, Any]]:
     """Each connected store as operators see it: ingest's row and the mapper's counts."""
-    rows = await ingest.integrations(pool, store_id)
-    counts = await mapper.import_counts(pool, [r["store_id"] for r in rows])
-    shown = []
-    for row in rows:
-        announced = row.pop("announced")
-        imported, rejected = counts.get(row["store_id"], (0, 0))
-        pending = max(0, announced - imported - rejected)
-        shown.append(row | {"imported": imported, "rejected": rejected, "pending": pending})
-    return shown
+    return await ingest.integration_rows(pool, store_id)
 
 
 async def integration_show(pool: asyncpg.Pool, store_id: int) -> dict[str, Any]:
-    rows = await integration_rows(pool, store_id)
-    if not rows:
-        raise CommandError(f"store {store_id} is not connected")
-    return rows[0]
+    return await ingest.integration(pool, store_id)
 
 
 def integration_text(row: dict[str, Any]) -> str:

@@ -17,12 +17,13 @@ from services.cli.base import (
     operator,
     rows_text,
 )
+from services.cli.trace import order_trace, trace_text
 from services.mapper import ops as mapper
 from shared.settings import Settings
 
 
 def register(sub: Subparsers) -> None:
-    orders = group(sub, "orders", "orders that could not be imported")
+    orders = group(sub, "orders", "orders: rejected ones, retries, and any order's timeline")
     rejected = orders.add_parser("rejected")
     rejected.add_argument("--store-id", type=int)
     rejected.set_defaults(handler=operator(_rejected))
@@ -34,6 +35,11 @@ def register(sub: Subparsers) -> None:
     which.add_argument("--all", action="store_true")
     retry.set_defaults(handler=operator(_retry))
     json_flag(retry)
+    traced = orders.add_parser("trace", help="where an order is and why: its timeline")
+    traced.add_argument("--store-id", type=int, required=True)
+    traced.add_argument("--order-id", type=int, required=True)
+    traced.set_defaults(handler=operator(_trace))
+    json_flag(traced)
 
 
 async def _rejected(args: argparse.Namespace, settings: Settings) -> None:
@@ -55,3 +61,9 @@ async def _retry(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool, broker(settings) as publisher:
         rows = await mapper.retry_orders(pool, publisher, store_id=args.store_id, order_id=order_id)
     emit(args, rows, lambda rs: f"retried {len(rs)} order(s)")
+
+
+async def _trace(args: argparse.Namespace, settings: Settings) -> None:
+    async with database(settings) as pool:
+        result = await order_trace(pool, args.store_id, args.order_id)
+    emit(args, result, trace_text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from services.ingest import opsapi
 from services.ingest.adapters.http import WebhookReceiver, add_webhook_routes
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.adapters.oauth import OAuthRoutes, add_oauth_routes
@@ -13,10 +14,12 @@ from services.ingest.handlers import SCHEMA
 from services.ingest.migrations import MIGRATIONS
 from services.ingest.sync import OrderReader, Poller
 from services.ingest.tokens import TokenCipher, cipher_from_settings
+from services.ingest.trace import TracePruner
 from services.ingest.webhooks import WebhookHandler
 from shared.consumer import BatchConsumer
 from shared.contracts import WebhookReceived
-from shared.runtime import Context, Service
+from shared.opsapi import add_ops_routes, ops_token
+from shared.runtime import SECONDS_PER_DAY, Context, Service
 from shared.settings import Settings
 from shared.supervisor import Loop
 from shared.topology import INGEST_WEBHOOKS
@@ -62,6 +65,7 @@ class IngestService(Service):
             token_header=self.ctx.settings.nuvemshop_token_header,
             user_agent=self.ctx.settings.nuvemshop_user_agent,
             max_retries=self.ctx.settings.nuvemshop_max_retries,
+            on_answer=self.ctx.metrics.api_answer,
         )
 
     async def close(self) -> None:
@@ -77,7 +81,9 @@ class IngestService(Service):
                 schema=SCHEMA,
                 queue=INGEST_WEBHOOKS.name,
                 models={WebhookReceived.routing_key: WebhookReceived},
-                handler=WebhookHandler(ctx.pool, OrderReader(self.client, self.cipher)),
+                handler=WebhookHandler(
+                    ctx.pool, OrderReader(self.client, self.cipher), ctx.metrics
+                ),
                 metrics=ctx.metrics,
                 publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
@@ -95,10 +101,33 @@ class IngestService(Service):
             self.cipher,
             interval_s=ctx.settings.poll_interval_seconds,
             publisher=ctx.publisher,
+            metrics=ctx.metrics,
         )
-        return {**super().loops(), "poller": poller.run}
+        retention_s = ctx.settings.trace_retention_days * SECONDS_PER_DAY
+        pruner = TracePruner(ctx.pool, retention_s=retention_s, interval_s=min(3600.0, retention_s))
+        return {**super().loops(), "poller": poller.run, "trace-pruner": pruner.run}
+
+    async def refresh_metrics(self) -> None:
+        """Stores by state, the poll interval and the poll lag's quantiles over enabled stores."""
+        metrics = self.ctx.metrics
+        metrics.poll_interval.set(self.ctx.settings.poll_interval_seconds)
+        rows = await self.ctx.pool.fetch(
+            "SELECT enabled, EXTRACT(EPOCH FROM now() - COALESCE(poll_cursor, created_at))::float8"
+            " AS lag FROM ingest.stores"
+        )
+        enabled = [float(r["lag"]) for r in rows if r["enabled"]]
+        metrics.stores.labels("enabled").set(len(enabled))
+        metrics.stores.labels("disabled").set(len(rows) - len(enabled))
+        metrics.set_poll_lag(enabled)
 
     def add_routes(self, app: web.Application) -> None:
+        add_ops_routes(
+            app,
+            service="ingest",
+            token=ops_token(self.ctx.settings),
+            operations=opsapi.operations(self.ctx.pool),
+            metrics=self.ctx.metrics,
+        )
         add_webhook_routes(app, self.receiver)
         routes = OAuthRoutes(
             self.ctx.settings, self.ctx.pool, self.cipher, self.client, self.ctx.publisher

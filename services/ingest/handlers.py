@@ -12,15 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from services.ingest import domain
+from services.ingest import domain, trace
 from services.ingest.adapters import postgres as db
 from shared.contracts import IntegrationDisabled, IntegrationEnabled, OrderInvalid
 from shared.db import Conn
 from shared.logging import get_logger
-from shared.messaging import Envelope, correlation, envelope
+from shared.messaging import RECEIVED_HEADER, Envelope, correlation, envelope
+from shared.metrics import ServiceMetrics
 from shared.outbox import Staged, stage
 
 log = get_logger(__name__)
@@ -35,6 +36,8 @@ class ImportSummary:
     cancelled: int = 0
     invalid: int = 0
     skipped: int = 0
+    fetched: int = 0
+    skipped_by: dict[str, int] = field(default_factory=dict)  # reason -> orders
     staged: list[Staged] = field(default_factory=list)
 
 
@@ -51,6 +54,7 @@ class _Classified:
     cancelled: dict[int, Envelope] = field(default_factory=dict)
     invalid: dict[int, tuple[str, Envelope]] = field(default_factory=dict)
     skipped: int = 0
+    skips: dict[int, str] = field(default_factory=dict)  # order id -> reason
 
 
 def _classify(
@@ -66,6 +70,7 @@ def _classify(
     if state in (domain.OrderState.PAID, domain.OrderState.PARTIALLY_REFUNDED):
         if not backfill and not domain.is_importable(raw.get("created_at"), store.activated_at):
             into.skipped += 1
+            into.skips[order_id] = "before_activation"
             return
         # A partly refunded order was paid: it is imported like any paid order (once), and the
         # refund is noted on top of it.
@@ -84,6 +89,7 @@ def _classify(
         )
     else:
         into.skipped += 1
+        into.skips[order_id] = "not_paid"
 
 
 def _events_for(
@@ -117,14 +123,25 @@ async def import_orders(
     raw_orders: Iterable[Mapping[str, Any]],
     *,
     backfill: bool = False,
+    via: str = "poll",
+    received: Mapping[int, dt.datetime] | None = None,
 ) -> ImportSummary:
-    """Claim and stage the events of ``raw_orders`` in the caller's transaction."""
+    """Claim and stage the events of ``raw_orders`` in the caller's transaction.
+
+    ``via`` (``webhook``, ``poll``, ``backfill``) is how the orders were fetched, and
+    ``received`` when the webhooks that led to them arrived; both go to the order's trace.
+    """
+    raw_orders = list(raw_orders)
     found = _events_for(store, raw_orders, backfill=backfill)
     summary = ImportSummary(skipped=found.skipped)
+    await _trace(conn, store.store_id, raw_orders, found, "backfill" if backfill else via)
+    summary.fetched = len(raw_orders)
+    for reason in found.skips.values():
+        summary.skipped_by[reason] = summary.skipped_by.get(reason, 0) + 1
     numbers = [(oid, number) for oid, (number, _) in found.paid.items()]
     claimed = await db.claim_paid(conn, store.store_id, numbers)
     summary.paid = len(claimed)
-    to_stage = [found.paid[oid][1] for oid in sorted(claimed)]
+    to_stage = [_received(found.paid[oid][1], (received or {}).get(oid)) for oid in sorted(claimed)]
     # A partial refund is noted once, after the payment it refunds (even in the same batch).
     refunded = await db.claim_partially_refunded(
         conn, store.store_id, sorted(found.partially_refunded)
@@ -149,6 +166,31 @@ async def import_orders(
     return summary
 
 
+def count_import(metrics: ServiceMetrics | None, summary: ImportSummary, via: str) -> None:
+    """What one committed import did, in the service's metrics."""
+    if metrics is None:
+        return
+    metrics.orders_fetched.labels(via).inc(summary.fetched)
+    metrics.orders_announced.inc(summary.paid)
+    for reason, count in summary.skipped_by.items():
+        metrics.orders_skipped.labels(reason).inc(count)
+
+
+def _received(env: Envelope, at: dt.datetime | None) -> Envelope:
+    if at is None:
+        return env
+    return replace(env, headers=env.headers | {RECEIVED_HEADER: at.isoformat()})
+
+
+async def _trace(
+    conn: Conn, store_id: int, raw_orders: list[Mapping[str, Any]], found: _Classified, via: str
+) -> None:
+    # At the transaction's time, as the announcements it makes (ingest.orders).
+    seen = [trace.Seen(oid, trace.FETCHED, via) for raw in raw_orders if (oid := order_id_of(raw))]
+    seen += [trace.Seen(oid, trace.SKIPPED, reason) for oid, reason in found.skips.items()]
+    await trace.record(conn, store_id, seen)
+
+
 def order_id_of(raw: Mapping[str, Any]) -> int | None:
     """The id of a raw API order (an int, or a string of digits), or None."""
     value = raw.get("id")
@@ -165,11 +207,15 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-async def disable_store(conn: Conn, store_id: int, reason: str) -> list[Staged]:
+async def disable_store(
+    conn: Conn, store_id: int, reason: str, metrics: ServiceMetrics | None = None
+) -> list[Staged]:
     """Switch a store off with a reason and announce it (only when it was on)."""
     changed = await db.set_enabled(conn, store_id, enabled=False, reason=reason)
     if not changed:
         return []
+    if metrics is not None:
+        metrics.integrations_disabled.labels(reason).inc()
     event = IntegrationDisabled.model_validate({"store_id": store_id, "reason": reason})
     stamp = int(now().timestamp() * 1000)
     # A store-level event has no order: its correlation id is the store alone.

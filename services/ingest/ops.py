@@ -62,6 +62,36 @@ async def integrations(db: Executor, store_id: int | None = None) -> list[dict[s
     ]
 
 
+async def integration_rows(db: Executor, store_id: int | None = None) -> list[dict[str, Any]]:
+    """Each connected store as operators see it (``integration show|list --json``, the ops API):
+    ingest's row and what became of its orders, from the mapper's view
+    ``mapper.store_import_counts`` (imported, rejected); announced and neither is pending."""
+    rows = await integrations(db, store_id)
+    counts: dict[int, tuple[int, int]] = {}
+    if await db.fetchval("SELECT to_regclass('mapper.store_import_counts') IS NOT NULL"):
+        found = await db.fetch(
+            "SELECT store_id, imported, rejected FROM mapper.store_import_counts"
+            " WHERE store_id = ANY($1::bigint[])",
+            [r["store_id"] for r in rows],
+        )
+        counts = {r["store_id"]: (r["imported"], r["rejected"]) for r in found}
+    shown = []
+    for row in rows:
+        announced = row.pop("announced")
+        imported, rejected = counts.get(row["store_id"], (0, 0))
+        pending = max(0, announced - imported - rejected)
+        shown.append(row | {"imported": imported, "rejected": rejected, "pending": pending})
+    return shown
+
+
+async def integration(db: Executor, store_id: int) -> dict[str, Any]:
+    """One connected store (``integration show --json``); refused when it is not connected."""
+    rows = await integration_rows(db, store_id)
+    if not rows:
+        raise OperatorError(f"store {store_id} is not connected")
+    return rows[0]
+
+
 async def set_enabled(pool: asyncpg.Pool, broker: Broker, store_id: int, *, enabled: bool) -> bool:
     """Switch a connected store on or off; returns whether it changed.
 

@@ -30,6 +30,7 @@ from services.ingest.adapters.nuvemshop import (
 from services.ingest.handlers import (
     SCHEMA,
     ImportSummary,
+    count_import,
     disable_store,
     import_orders,
     now,
@@ -38,6 +39,7 @@ from services.ingest.handlers import (
 from services.ingest.tokens import TokenCipher
 from shared.logging import get_logger
 from shared.messaging import Broker
+from shared.metrics import ServiceMetrics
 from shared.outbox import OutboxPublisher, Staged, publish_staged
 
 log = get_logger(__name__)
@@ -121,14 +123,17 @@ async def commit_page(
     *,
     backfill: bool,
     publisher: OutboxPublisher | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> tuple[ImportSummary, bool]:
     """Claim and stage one page in a transaction, then publish what it staged.
 
     With a running ``publisher`` (the service's) the page is handed over and the next page is
     read at once; the caller flushes the publisher before it moves a cursor.
     """
+    via = "backfill" if backfill else "poll"
     async with pool.acquire() as conn, conn.transaction():
-        summary = await import_orders(conn, store, page, backfill=backfill)
+        summary = await import_orders(conn, store, page, backfill=backfill, via=via)
+    count_import(metrics, summary, via)
     if publisher is not None:
         await publisher.submit(summary.staged)
         return summary, True
@@ -145,13 +150,14 @@ async def read_pages(
     backfill: bool = False,
     progress: Callable[[SyncResult], None] | None = None,
     publisher: OutboxPublisher | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> SyncResult:
     """Import every page; API failures become the result's outcome (the store is handled)."""
     result = SyncResult(store.store_id)
     try:
         async for page in pages:
             summary, published = await commit_page(
-                pool, broker, store, page, backfill=backfill, publisher=publisher
+                pool, broker, store, page, backfill=backfill, publisher=publisher, metrics=metrics
             )
             result.pages += 1
             result.orders_seen += len(page)
@@ -165,7 +171,7 @@ async def read_pages(
         result.outcome = "revoked"
         staged: list[Staged] = []
         async with pool.acquire() as conn, conn.transaction():
-            staged = await disable_store(conn, store.store_id, "credentials_revoked")
+            staged = await disable_store(conn, store.store_id, "credentials_revoked", metrics)
         await publish_staged(pool, SCHEMA, broker, staged)
     except StoreSuspended:
         result.outcome = "suspended"
@@ -199,6 +205,7 @@ class Poller:
         publisher: OutboxPublisher | None = None,
         tick_s: float = 1.0,
         overlap: dt.timedelta = POLL_OVERLAP,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -208,6 +215,7 @@ class Poller:
         self.tick_s = tick_s
         self.overlap = overlap
         self.publisher = publisher
+        self.metrics = metrics
 
     async def run(self, stopping: asyncio.Event) -> None:
         limit = asyncio.Semaphore(POLL_CONCURRENCY)
@@ -270,7 +278,9 @@ class Poller:
         pages = self.client.iter_orders_windowed(
             fresh.store_id, token, start=start, end=end, aggregates="fulfillment_orders"
         )
-        result = await read_pages(self.pool, self.broker, fresh, pages, publisher=self.publisher)
+        result = await read_pages(
+            self.pool, self.broker, fresh, pages, publisher=self.publisher, metrics=self.metrics
+        )
         if self.publisher is not None:
             # The cursor moves only past what was published (or is safe in the outbox).
             await self.publisher.flush()

@@ -9,20 +9,22 @@ logged and acknowledged; a store that is off is caught up by the poller when swi
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections import defaultdict
 from typing import Any
 
 import asyncpg
 
-from services.ingest import domain
+from services.ingest import domain, trace
 from services.ingest.adapters import postgres as db
 from services.ingest.adapters.nuvemshop import ApiUnavailable, CredentialsRevoked, StoreSuspended
-from services.ingest.handlers import SCHEMA, disable_store, import_orders, now
+from services.ingest.handlers import SCHEMA, count_import, disable_store, import_orders, now
 from services.ingest.sync import SUSPENDED_PAUSE, OrderReader
 from shared.consumer import BatchResult, Incoming, TransientError
 from shared.contracts import PrivacyRequest, WebhookReceived
 from shared.logging import get_logger
 from shared.messaging import Envelope, envelope
+from shared.metrics import ServiceMetrics
 from shared.outbox import Staged, stage
 
 log = get_logger(__name__)
@@ -51,10 +53,25 @@ def privacy_request(hook: WebhookReceived, message_id: str) -> Envelope:
     )
 
 
+def _receipts(hooks: list[WebhookReceived]) -> list[trace.Seen]:
+    return [
+        trace.Seen(h.id, trace.WEBHOOK, h.event, h.received_at)
+        for h in hooks
+        if h.event in domain.ORDER_EVENTS and h.id is not None
+    ]
+
+
+def _skips(hooks: list[WebhookReceived], reason: str) -> list[trace.Seen]:
+    return [trace.Seen(s.order_id, trace.SKIPPED, reason) for s in _receipts(hooks)]
+
+
 class WebhookHandler:
-    def __init__(self, pool: asyncpg.Pool, reader: OrderReader) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, reader: OrderReader, metrics: ServiceMetrics | None = None
+    ) -> None:
         self.pool = pool
         self.reader = reader
+        self.metrics = metrics
 
     async def __call__(self, batch: list[Incoming]) -> BatchResult:
         by_store: dict[int, list[Incoming]] = defaultdict(list)
@@ -102,23 +119,33 @@ class WebhookHandler:
     ) -> list[Staged]:
         if any(h.event == domain.APP_UNINSTALLED for h in hooks):
             async with self.pool.acquire() as conn, conn.transaction():
-                return await disable_store(conn, store.store_id, "app_uninstalled")
+                return await disable_store(conn, store.store_id, "app_uninstalled", self.metrics)
         if not store.enabled:
             log.info(
                 "webhooks for a disabled store acknowledged",
                 store_id=store.store_id,
                 count=len(hooks),
             )
+            skipped = _skips(hooks, "store_disabled")
+            async with self.pool.acquire() as conn, conn.transaction():
+                await trace.record(conn, store.store_id, _receipts(hooks) + skipped)
+            if self.metrics is not None and skipped:
+                self.metrics.orders_skipped.labels("store_disabled").inc(len(skipped))
             return []
         order_ids = await self._to_fetch(store.store_id, hooks)
         if not order_ids:
+            await trace.record(self.pool, store.store_id, _receipts(hooks))
             return []
         try:
             raw_orders = await self.reader.for_webhooks(store, order_ids)
         except CredentialsRevoked:
             async with self.pool.acquire() as conn, conn.transaction():
-                return await disable_store(conn, store.store_id, "credentials_revoked")
+                await trace.record(conn, store.store_id, _receipts(hooks))
+                return await disable_store(
+                    conn, store.store_id, "credentials_revoked", self.metrics
+                )
         except StoreSuspended:
+            await trace.record(self.pool, store.store_id, _receipts(hooks))
             await db.pause(self.pool, store.store_id, now() + SUSPENDED_PAUSE)
             log.warning(
                 "store suspended (402): paused, the poller catches up", store_id=store.store_id
@@ -126,9 +153,15 @@ class WebhookHandler:
             return []
         except ApiUnavailable as exc:
             raise TransientError(f"Nuvemshop API unavailable for store {store.store_id}") from exc
+        received: dict[int, dt.datetime] = {}
+        for hook in hooks:
+            if hook.id is not None and hook.event in domain.ORDER_EVENTS:
+                received[hook.id] = min(received.get(hook.id, hook.received_at), hook.received_at)
         async with self.pool.acquire() as conn, conn.transaction():
-            summary = await import_orders(conn, store, raw_orders)
+            await trace.record(conn, store.store_id, _receipts(hooks))
+            summary = await import_orders(conn, store, raw_orders, via="webhook", received=received)
             await db.mark_synced(conn, store.store_id, None)
+        count_import(self.metrics, summary, "webhook")
         return summary.staged
 
     async def _to_fetch(self, store_id: int, hooks: list[WebhookReceived]) -> list[int]:

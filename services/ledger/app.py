@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import asyncpg
+from aiohttp import web
+
+from services.ledger import opsapi
 from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
 from services.ledger.migrations import MIGRATIONS
-from shared.consumer import BatchConsumer
+from services.ledger.trace import record_refusals
+from shared.consumer import BatchConsumer, BatchResult, Handler, Incoming
 from shared.contracts import (
     Message,
     OrderCancelled,
@@ -14,8 +21,53 @@ from shared.contracts import (
     SaleDiscard,
     SalePendingReview,
 )
+from shared.logging import get_logger
+from shared.messaging import Envelope
+from shared.metering import body_of, metered, metered_dead_letters
+from shared.metrics import ServiceMetrics
+from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import Service
 from shared.topology import LEDGER_SALES
+
+log = get_logger(__name__)
+
+
+def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]], None]:
+    """Confirmed sales and refused ERP messages (by reason) of a committed batch."""
+
+    def count(_: list[Incoming], staged: list[Envelope]) -> None:
+        for env in staged:
+            if env.routing_key == "sale.confirmed":
+                metrics.sales_confirmed.inc()
+            elif env.routing_key == "sale.confirmation_refused":
+                reason = body_of(env).get("reason")
+                metrics.confirmations_refused.labels(str(reason or "unknown")).inc()
+
+    return count
+
+
+def noting_refusals(handler: Handler, pool: asyncpg.Pool) -> Handler:
+    """``handler``, then the refusals its committed batch staged noted for ``orders trace``.
+
+    Noted just after the batch's transaction, as the handler leaves it: a crash in between
+    loses the note (the ERP still got its answer), and a failure to note is only logged.
+    """
+
+    async def handle(batch: list[Incoming]) -> BatchResult:
+        result = await handler(batch)
+        refused = [
+            body_of(s.envelope)
+            for s in result.staged
+            if s.envelope.routing_key == "sale.confirmation_refused"
+        ]
+        if refused:
+            try:
+                await record_refusals(pool, refused)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("refusals not noted for orders trace", error=str(exc))
+        return result
+
+    return handle
 
 
 class LedgerService(Service):
@@ -40,12 +92,23 @@ class LedgerService(Service):
                 schema=SCHEMA,
                 queue=LEDGER_SALES.name,
                 models=models,
-                handler=SaleHandler(ctx.pool),
+                handler=noting_refusals(
+                    metered(SaleHandler(ctx.pool), counter(ctx.metrics)), ctx.pool
+                ),
                 metrics=ctx.metrics,
                 publisher=ctx.publisher,
                 batch_size=ctx.settings.batch_size,
                 batch_wait_ms=ctx.settings.batch_wait_ms,
                 max_retries=ctx.settings.max_retries,
-                on_dead_letter=refuse_malformed,
+                on_dead_letter=metered_dead_letters(refuse_malformed, counter(ctx.metrics)),
             )
         ]
+
+    def add_routes(self, app: web.Application) -> None:
+        add_ops_routes(
+            app,
+            service="ledger",
+            token=ops_token(self.ctx.settings),
+            operations=opsapi.operations(self.ctx.pool),
+            metrics=self.ctx.metrics,
+        )

@@ -140,21 +140,6 @@ async def show_settings(conn: Executor, store_id: int, *, default_timezone: str)
     return _settings(await settings.read(conn, store_id), default_timezone)
 
 
-async def import_counts(conn: Executor, store_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Per store: the orders that became sales, and those rejected and not yet resolved."""
-    rows = await conn.fetch(
-        """
-        SELECT t.store_id,
-               (SELECT count(*) FROM mapper.sales m WHERE m.store_id = t.store_id) AS imported,
-               (SELECT count(*) FROM mapper.rejections r
-                 WHERE r.store_id = t.store_id AND r.resolved_at IS NULL) AS rejected
-        FROM unnest($1::bigint[]) AS t(store_id)
-        """,
-        store_ids,
-    )
-    return {r["store_id"]: (r["imported"], r["rejected"]) for r in rows}
-
-
 def _rejection(r: db.Rejection) -> dict[str, Any]:
     return {
         "store_id": r.store_id,
@@ -183,6 +168,21 @@ async def retry_orders(
     rejections = await db.open_rejections(conn, store_id, order_id)
     if order_id is not None and not rejections:
         raise OperatorError(f"order {order_id} of store {store_id} is not rejected")
+    # Noted before the publish: a retry handled at once (and rejected again) comes after it.
+    await conn.execute(
+        """
+        WITH retried AS (
+            UPDATE mapper.rejections SET retried_at = now(), retries = retries + 1
+            FROM unnest($1::bigint[], $2::bigint[]) AS t(store_id, order_id)
+            WHERE rejections.store_id = t.store_id AND rejections.order_id = t.order_id
+            RETURNING rejections.store_id, rejections.order_id, rejections.retries
+        )
+        INSERT INTO mapper.rejection_history (store_id, order_id, what, detail)
+        SELECT store_id, order_id, 'retried', 'retry number ' || retries FROM retried
+        """,
+        [r.store_id for r in rejections],
+        [r.order_id for r in rejections],
+    )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     await broker.publish_many(
         [

@@ -97,6 +97,7 @@ class WebhookReceiver:
                 error=str(exc) or type(exc).__name__,
             )
             return self._answer(503, {"error": "could not queue the webhook, retry later"})
+        self.metrics.webhooks_received.labels(hook.event).inc()
         return self._answer(200, {"status": "queued"})
 
     def lgpd_handler(self, event: str) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -27,6 +27,7 @@ import aiohttp
 from yarl import URL
 
 from services.ingest.adapters.ratelimit import (
+    AnswerHook,
     Clock,
     PacedSender,
     Reply,
@@ -257,6 +258,7 @@ class NuvemshopClient:
         request_timeout_s: float = 10.0,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        on_answer: AnswerHook | None = None,
     ) -> None:
         self._api_url = URL(api_url.rstrip("/"))
         self._token_header = token_header
@@ -269,6 +271,7 @@ class NuvemshopClient:
             timeout_s=request_timeout_s,
             sleep=sleep,
             clock=clock,
+            on_answer=on_answer,
         )
 
     # --- orders

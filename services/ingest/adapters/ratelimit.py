@@ -193,6 +193,10 @@ def _next_link(response: aiohttp.ClientResponse) -> URL | None:
     return target if isinstance(target, URL) else None
 
 
+# Told of every attempt: the store (None for the OAuth host) and the HTTP status (None: no answer).
+AnswerHook = Callable[[int | None, int | None], None]
+
+
 class PacedSender:
     """Sends requests, paced per store and retried; keeps each store's bucket and counters."""
 
@@ -206,8 +210,10 @@ class PacedSender:
         timeout_s: float,
         sleep: Sleep,
         clock: Clock,
+        on_answer: AnswerHook | None = None,
     ) -> None:
         self._session = session
+        self._on_answer = on_answer
         self._bucket_size = bucket_size
         self._leak_per_s = leak_per_s
         self._max_retries = max_retries
@@ -246,6 +252,8 @@ class PacedSender:
                 await bucket.acquire()
                 self._count(store_id, sent=1)
             outcome = await self._send_once(method, url, headers, data)
+            if self._on_answer is not None:
+                self._on_answer(store_id, None if isinstance(outcome, str) else outcome.status)
             if isinstance(outcome, str):
                 reason = outcome
             else:
