@@ -1,5 +1,11 @@
 """The batch consumer every service runs: decode, handle in one transaction, publish, ack.
 
+This module owns the consuming loop: gathering a batch, dead-lettering what cannot be decoded,
+submitting what the transaction staged to the outbox publisher, acknowledging, and handing back
+what is buffered on stop. What a handler receives and answers is ``shared.delivery``; how a
+batch rides out failures (waits, retries, isolation) is ``shared.retrying``. The names other
+modules import from here are re-exported.
+
 A batch is up to ``batch_size`` messages or whatever arrived within ``batch_wait_ms`` of the
 first. Messages that are not JSON or not the contract never reach a handler: they are copied to
 ``<queue>.dead`` with ``x-error-reason``/``x-error-detail`` and acknowledged, so they cannot block
@@ -27,117 +33,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import asyncpg
-import orjson
-import pydantic
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, AMQPError, ChannelInvalidStateError
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 
 from shared.contracts import Message
+from shared.delivery import (
+    BatchResult,
+    DeadLetter,
+    DeadLetterHook,
+    Handler,
+    Incoming,
+    MalformedError,
+    Outcome,
+    TransientError,
+    decode,
+)
 from shared.link import Subscription
 from shared.logging import get_logger
-from shared.messaging import Broker, Envelope, PublishError, content_id
+from shared.messaging import Broker, PublishError
 from shared.metrics import ServiceMetrics
-from shared.outbox import OutboxPublisher, Staged
+from shared.outbox import OutboxPublisher
+from shared.retrying import (
+    DEFAULT_MAX_RETRIES,
+    RETRYABLE_DB_ERRORS,
+    TRANSIENT_ERRORS,
+    HandlerRunner,
+)
+
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "RETRYABLE_DB_ERRORS",
+    "TRANSIENT_ERRORS",
+    "BatchConsumer",
+    "BatchResult",
+    "DeadLetter",
+    "DeadLetterHook",
+    "Handler",
+    "Incoming",
+    "MalformedError",
+    "Outcome",
+    "TransientError",
+    "decode",
+]
 
 log = get_logger(__name__)
-
-# The database or the broker, not the message: wait without blaming it.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    AMQPError,
-)
-RETRYABLE_DB_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A decoded message handed to a handler."""
-
-    message: Message
-    message_id: str
-    routing_key: str
-    delivery: AbstractIncomingMessage
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """The handler's verdict that a message cannot be processed (it goes to ``<queue>.dead``)."""
-
-    reason: str
-    detail: str
-
-
-Outcome = DeadLetter | None
-
-
-@dataclass
-class BatchResult:
-    """Per-message outcomes (same order as the batch) and what the transaction staged to publish."""
-
-    outcomes: list[Outcome]
-    staged: list[Staged] = field(default_factory=list)
-
-
-class TransientError(Exception):
-    """Raised by a handler for a failure that a later retry can fix (the batch is retried)."""
-
-
-class MalformedError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-Handler = Callable[[list[Incoming]], Awaitable[BatchResult]]
-DeadLetterHook = Callable[[AbstractIncomingMessage, str, str], Awaitable[list[Envelope]]]
-
-
-def decode(delivery: AbstractIncomingMessage, models: dict[str, type[Message]]) -> Incoming:
-    """Turn a delivery into its contract model, or raise ``MalformedError`` with a reason code."""
-    key = delivery.routing_key or ""
-    model = models.get(key)
-    if model is None:
-        raise MalformedError("unknown_message", f"no message is expected with routing key {key!r}")
-    try:
-        data = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedError("invalid_json", f"body is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise MalformedError("invalid_message", "body is not a JSON object")
-    try:
-        message = model.model_validate(data)
-    except (TypeError, ValueError) as exc:
-        if not isinstance(exc, pydantic.ValidationError):
-            raise MalformedError("invalid_message", f"{model.__name__}: {exc}") from exc
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise MalformedError("invalid_message", f"{model.__name__}: {problems}") from exc
-    # Without a message_id (the management UI publishes none) the content names the fact: a
-    # delivery tag would repeat after a restart and make the inbox skip a new message.
-    message_id = delivery.message_id or content_id(key, delivery.body)
-    return Incoming(message, message_id, key, delivery)
-
-
-DEFAULT_MAX_RETRIES = 10
-MAX_PAUSE_S = 10.0
 
 
 class _UndeliverableError(Exception):
@@ -173,9 +115,8 @@ class BatchConsumer:
         self.batch_wait = batch_wait_ms / 1000
         self.on_dead_letter = on_dead_letter
         self.max_retries = max_retries
+        self.runner = HandlerRunner(queue, handler, max_retries)
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._attempts: dict[str, int] = {}
-        self._pause = 0.5
         self.last_processed_at: float | None = None
 
     @property
@@ -281,7 +222,7 @@ class BatchConsumer:
                 await self._dead_letter(delivery, bad.reason, bad.detail)
                 # Acked at once, so handing the batch back later cannot dead-letter it twice.
                 await self._ack([delivery], multiple=False)
-        result = await self._handle_until_done(valid, stopping) if valid else BatchResult([])
+        result = await self.runner.handle_until_done(valid, stopping) if valid else BatchResult([])
         if result is None:
             return None
         for incoming, outcome in zip(valid, result.outcomes, strict=True):
@@ -290,118 +231,6 @@ class BatchConsumer:
             else:
                 await self._dead_letter(incoming.delivery, outcome.reason, outcome.detail)
         return result
-
-    async def _handle_until_done(
-        self, batch: list[Incoming], stopping: asyncio.Event
-    ) -> BatchResult | None:
-        """Handle the batch, riding out failures in-process; None if stopped meanwhile.
-
-        The batch is kept (not handed back) while the database or the API is down: every hand-back
-        counts as a delivery, and the queue's delivery limit would dead-letter healthy messages
-        during a long outage.
-        """
-        done: dict[str, Outcome] = {}
-        staged: list[Staged] = []
-        pending = batch
-        while pending:
-            try:
-                result = await self._handle(pending)
-            except TRANSIENT_ERRORS as exc:
-                self._log_retry("batch waits for the database or the broker", exc, pending)
-            except TransientError as exc:
-                pending = await self._isolate_transient(pending, exc, done, staged)
-                if not pending:
-                    break
-            else:
-                done |= {i.message_id: o for i, o in zip(pending, result.outcomes, strict=True)}
-                staged += result.staged
-                break
-            if not await self._pause_unless(stopping):
-                return None
-        self._pause = 0.5
-        return BatchResult([done[i.message_id] for i in batch], staged)
-
-    async def _isolate_transient(
-        self,
-        pending: list[Incoming],
-        error: TransientError,
-        done: dict[str, Outcome],
-        staged: list[Staged],
-    ) -> list[Incoming]:
-        """Try each message alone; count the failures of those that still fail; give up on some."""
-        failing: list[tuple[Incoming, BaseException]] = []
-        if len(pending) == 1:
-            failing = [(pending[0], error)]
-        else:
-            for incoming in pending:
-                try:
-                    single = await self._handle([incoming])
-                except TransientError as single_error:
-                    failing.append((incoming, single_error))
-                    continue
-                done[incoming.message_id] = single.outcomes[0]
-                staged += single.staged
-        still: list[Incoming] = []
-        for incoming, last in failing:
-            attempts = self._attempts.get(incoming.message_id, 0) + 1
-            if attempts >= self.max_retries:
-                self._attempts.pop(incoming.message_id, None)
-                detail = f"{attempts} attempts; last error: {type(last).__name__}: {last}"
-                done[incoming.message_id] = DeadLetter("retries_exhausted", detail)
-                continue
-            self._attempts[incoming.message_id] = attempts
-            still.append(incoming)
-        if still:
-            self._log_retry("messages failed on a transient error, retrying", error, still)
-        return still
-
-    def _log_retry(self, what: str, exc: BaseException, batch: list[Incoming]) -> None:
-        log.warning(
-            what,
-            queue=self.queue,
-            count=len(batch),
-            error=f"{type(exc).__name__}: {exc}",
-            pause_s=self._pause,
-        )
-
-    async def _pause_unless(self, stopping: asyncio.Event) -> bool:
-        """Pause before another attempt; False when stopping (the batch is handed back)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=self._pause)
-        self._pause = min(self._pause * 2, MAX_PAUSE_S)
-        return not stopping.is_set()
-
-    async def _handle(self, batch: list[Incoming]) -> BatchResult:
-        for attempt in range(3):
-            try:
-                return await self.handler(batch)
-            except RETRYABLE_DB_ERRORS:
-                if attempt == 2:
-                    break
-                await asyncio.sleep(0.01 * (attempt + 1))
-            except TRANSIENT_ERRORS:
-                raise
-            except TransientError:
-                raise
-            except Exception as exc:
-                if len(batch) == 1:
-                    log.exception(
-                        "handler failed", queue=self.queue, message_id=batch[0].message_id
-                    )
-                    return BatchResult(
-                        [DeadLetter("handler_error", f"{type(exc).__name__}: {exc}")]
-                    )
-                break
-        if len(batch) == 1:
-            return BatchResult([DeadLetter("handler_error", "retryable conflicts persisted")])
-        # Isolate: replay one by one so one bad message cannot fail its batch-mates.
-        outcomes: list[Outcome] = []
-        staged: list[Staged] = []
-        for incoming in batch:
-            single = await self._handle([incoming])
-            outcomes.extend(single.outcomes)
-            staged.extend(single.staged)
-        return BatchResult(outcomes, staged)
 
     async def _dead_letter(
         self, delivery: AbstractIncomingMessage, reason: str, detail: str
