@@ -206,6 +206,13 @@ class ServiceMetrics:
             ["state"],
             registry=ingest,
         )
+        self.polls = Counter(
+            "nuvem_ledger_polls_total",
+            "Store polls finished, by outcome (ok, revoked, suspended, unavailable, locked,"
+            " disabled, failed).",
+            ["outcome"],
+            registry=ingest,
+        )
         self.integrations_disabled = Counter(
             "nuvem_ledger_integrations_disabled_total",
             "Integrations switched off, by reason.",

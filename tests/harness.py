@@ -3,6 +3,14 @@
 The services run in the test's event loop (as ``nuvem-ledger run all`` runs them), on the
 test's own vhost and database, with HTTP on free ports. The observer binds one exclusive queue
 to all four exchanges, so a test can wait for any event the system publishes and count them.
+
+A test that asserts something did *not* happen first proves the system had its chance, with a
+barrier instead of a pause (``System.ledger_settled``, ``mapper_settled``, ``ingest_settled``):
+a sentinel message queued behind the messages under test is answered (each queue is FIFO and
+each service publishes in commit order), the service's outbox publisher is flushed, and an echo
+published after that reaches the observer, whose queue is FIFO too. So every event the messages
+under test caused is in ``observer.seen`` when the barrier returns. Sentinels use their own sale
+ids and store, and the observer keeps their answers (and the echoes) out of ``seen``.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,13 +37,16 @@ from services.ingest.tokens import cipher_from_settings
 from services.simulator.runner import Running as Simulator
 from services.simulator.runner import start_simulator
 from services.simulator.webhooks import send_webhook
-from shared.contracts import EXCHANGES, Message
+from shared.contracts import EXCHANGES, Message, OrderInvalid, SaleConfirm
 from shared.link import Link, Subscription
-from shared.messaging import Broker, envelope
+from shared.messaging import Broker, Envelope, envelope
 from shared.runtime import Running, start_service
 from shared.settings import Settings
 
 OBSERVER_QUEUE = "test.observer"
+ECHO_KEY = "test.echo"  # bound to no queue of ours: only the observer's "#" takes it
+BARRIER_SALE = "barrier-"  # sale ids of the ledger's sentinels
+BARRIER_STORE = 999_000_001  # the store of the mapper's sentinels
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,14 @@ class Observer:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _keeper: asyncio.Task[None] | None = None
     _ids: set[str] = field(default_factory=set)
+    barriers: list[Seen] = field(default_factory=list)  # sentinels' answers and echoes
 
     @classmethod
-    async def start(cls, amqp_url: str) -> Observer:
+    async def start(cls, amqp_url: str, queue_name: str = OBSERVER_QUEUE) -> Observer:
+        """An observer on ``queue_name`` (two observers on one queue would share its messages)."""
+
         async def declare(channel: AbstractChannel) -> None:
-            queue = await channel.declare_queue(OBSERVER_QUEUE, durable=True)
+            queue = await channel.declare_queue(queue_name, durable=True)
             for name in EXCHANGES:
                 exchange = await channel.declare_exchange(
                     name, aio_pika.ExchangeType.TOPIC, durable=True
@@ -77,7 +92,7 @@ class Observer:
 
         observer = cls(Link(amqp_url, "test-observer", declare=declare))
         await observer.link.subscribe(
-            Subscription(OBSERVER_QUEUE, 1000, observer._on_message, lambda: None)
+            Subscription(queue_name, 1000, observer._on_message, lambda: None)
         )
         await observer.link.open()
         observer._keeper = asyncio.create_task(observer.link.run(observer._stop))
@@ -90,19 +105,18 @@ class Observer:
             return  # our own queue redelivered it after a broker event: already recorded
         if message.message_id:
             self._ids.add(message.message_id)
-        self.seen.append(
-            Seen(
-                routing_key=message.routing_key or "",
-                exchange=message.exchange or "",
-                body=_json_or_raw(message.body),
-                message_id=message.message_id,
-                type=message.type,
-                correlation_id=message.correlation_id,
-                content_type=message.content_type,
-                persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
-                headers=dict(message.headers or {}),
-            )
+        seen = Seen(
+            routing_key=message.routing_key or "",
+            exchange=message.exchange or "",
+            body=_json_or_raw(message.body),
+            message_id=message.message_id,
+            type=message.type,
+            correlation_id=message.correlation_id,
+            content_type=message.content_type,
+            persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
+            headers=dict(message.headers or {}),
         )
+        (self.barriers if _is_barrier(seen) else self.seen).append(seen)
         self._changed.set()
 
     def of(self, routing_key: str, **match: Any) -> list[Seen]:
@@ -115,24 +129,47 @@ class Observer:
     async def wait_for(
         self, routing_key: str, count: int = 1, within: float = 20.0, **match: Any
     ) -> list[Seen]:
+        what = f"{routing_key} {match}"
+        return await self._wait(lambda: self.of(routing_key, **match), what, count, within)
+
+    async def _wait(
+        self, found_now: Callable[[], list[Seen]], what: str, count: int, within: float
+    ) -> list[Seen]:
         deadline = time.monotonic() + within
         while True:
-            found = self.of(routing_key, **match)
+            found = found_now()
             if len(found) >= count:
                 return found
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 keys = sorted({s.routing_key for s in self.seen})
                 raise AssertionError(
-                    f"waited {within}s for {count} {routing_key} {match}: saw {len(found)} "
-                    f"(all keys seen: {keys})"
+                    f"waited {within}s for {count} {what}: saw {len(found)} (all keys seen: {keys})"
                 )
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
 
+    async def wait_barrier(self, routing_key: str, within: float = 20.0, **match: Any) -> Seen:
+        """Wait for a sentinel's answer (kept out of ``seen``)."""
+
+        def found() -> list[Seen]:
+            return [
+                s
+                for s in self.barriers
+                if s.routing_key == routing_key
+                and all(s.body.get(k) == v for k, v in match.items())
+            ]
+
+        what = f"the barrier {routing_key} {match}"
+        return (await self._wait(found, what, 1, within))[0]
+
     async def quiet(self, seconds: float = 1.0) -> None:
-        """Wait until nothing new arrived for ``seconds`` (what 'nothing more happens' looks like)."""
+        """Wait until nothing new arrived for ``seconds``: a fixed pause that proves nothing.
+
+        Left only for the ledger-replica tests of ``test_ledger_exactly_once.py``, which are
+        being rewritten (issue 10); use a barrier (``System.*_settled``, ``echo``) instead.
+        """
         last = len(self.seen)
         while True:
             await asyncio.sleep(seconds)
@@ -140,11 +177,28 @@ class Observer:
                 return
             last = len(self.seen)
 
+    async def echo(self, publisher: Broker, within: float = 20.0) -> None:
+        """Publish a marker and wait until it comes back: whatever reached our exchanges before
+        it (confirmed) is in ``seen`` by then."""
+        marker = f"echo:{uuid.uuid4()}"
+        body = orjson.dumps({"echo": marker})
+        await publisher.publish(Envelope("ingest.events", ECHO_KEY, body, marker, ECHO_KEY))
+        await self.wait_barrier(ECHO_KEY, within, echo=marker)
+
     async def close(self) -> None:
         self._stop.set()
         if self._keeper is not None:
             await self._keeper
         await self.link.close()
+
+
+def _is_barrier(seen: Seen) -> bool:
+    sale_id = seen.body.get("sale_id")
+    return (
+        seen.routing_key == ECHO_KEY
+        or (isinstance(sale_id, str) and sale_id.startswith(BARRIER_SALE))
+        or seen.body.get("store_id") == BARRIER_STORE
+    )
 
 
 def _json_or_raw(body: bytes) -> dict[str, Any]:
@@ -216,6 +270,79 @@ class System:
 
     async def erp_publish(self, message: Message, message_id: str) -> None:
         await self.erp.publish(envelope(message, message_id=message_id, correlation_id=None))
+
+    # --- barriers: everything queued so far was handled and what it caused is observed -------
+
+    async def ledger_settled(self, within: float = 20.0) -> None:
+        """Every message queued on ``ledger.sales`` before now was handled and its events seen.
+
+        The sentinel is an ERP confirmation of a sale nobody announced, answered with
+        ``sale.confirmation_refused`` (``unknown_sale``) from the same single-consumer queue.
+        """
+        sentinel = f"{BARRIER_SALE}{uuid.uuid4()}"
+        confirm = SaleConfirm(sale_id=sentinel, confirmed_by="test-barrier")
+        await self.erp_publish(confirm, f"sale.confirm:{sentinel}")
+        await self.observer.wait_barrier("sale.confirmation_refused", within, sale_id=sentinel)
+        await self.drained("ledger")
+
+    async def mapper_settled(self, within: float = 20.0) -> None:
+        """Every message queued on ``mapper.orders`` before now was handled and its events seen
+        (with one mapper consuming). The sentinel is an ``order.invalid`` of the sentinel store,
+        answered with ``sale.rejected`` (it leaves that store a rejection row)."""
+        order_id = uuid.uuid4().int % 2_000_000_000
+        invalid = OrderInvalid(store_id=BARRIER_STORE, order_id=order_id, detail="test barrier")
+        await self.erp_publish(invalid, f"order.invalid:{BARRIER_STORE}:{order_id}")
+        await self.observer.wait_barrier(
+            "sale.rejected", within, store_id=BARRIER_STORE, order_id=order_id
+        )
+        await self.drained("mapper")
+
+    async def ingest_settled(self, within: float = 20.0) -> None:
+        """Every webhook delivered so far was handled and its events seen.
+
+        The simulator's deliveries are awaited, then ingest's consumer of ``ingest.webhooks``
+        must have finished batches holding as many messages as ingest answered webhooks with
+        200 (each was queued, confirmed, before that answer). A poll in progress is not
+        covered: wait for ``polls_done`` for that.
+        """
+        await self.simulator.dispatcher.wait_idle(within)
+        metrics = self.services["ingest"].ctx.metrics.registry
+        queued = metrics.get_sample_value(
+            "nuvem_ledger_http_requests_total",
+            {"route": "/webhooks/nuvemshop", "status": "200"},
+        )
+        deadline = time.monotonic() + within
+        while True:
+            handled = metrics.get_sample_value(
+                "nuvem_ledger_batch_size_sum", {"queue": "ingest.webhooks"}
+            )
+            if (handled or 0) >= (queued or 0):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {within}s: {handled} of {queued} webhooks handled")
+            await asyncio.sleep(0.02)
+        await self.drained("ingest")
+
+    def polls_done(self, outcome: str = "ok") -> int:
+        """How many store polls ingest finished with ``outcome`` (what they read published)."""
+        value = self.services["ingest"].ctx.metrics.registry.get_sample_value(
+            "nuvem_ledger_polls_total", {"outcome": outcome}
+        )
+        return int(value or 0)
+
+    async def wait_polls(self, count: int, *, after: int, within: float = 20.0) -> None:
+        """Wait until ``count`` more polls than ``after`` finished, and their events are seen."""
+        deadline = time.monotonic() + within
+        while self.polls_done() < after + count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {within}s for {count} polls after {after}")
+            await asyncio.sleep(0.02)
+        await self.observer.echo(self.erp)
+
+    async def drained(self, service: str) -> None:
+        """What ``service`` committed so far is published, and the observer has seen it."""
+        await self.services[service].ctx.publisher.flush()
+        await self.observer.echo(self.erp)
 
     async def stop(self) -> None:
         await asyncio.gather(*(s.stop(grace_s=5) for s in self.services.values()))

@@ -239,7 +239,8 @@ class Poller:
         An unexpected answer (403 missing scope, 5xx after retries, invalid JSON, missing
         headers) or an unreadable token is recorded on the store (``integration show``:
         ``last_error``, ``last_error_at``) and the store backs off. Only the database failing
-        fails the pass (it fails for every store alike).
+        fails the pass (it fails for every store alike). Each finished poll counts in
+        ``nuvem_ledger_polls_total`` by outcome, once what it read was published.
         """
         try:
             result = await self.poll_store(store)
@@ -247,10 +248,16 @@ class Poller:
             raise
         except Exception as exc:  # one store's surprise must not stop the others
             await self._failed(store.store_id, f"{type(exc).__name__}: {exc}")
+            self._count("failed")
             return None
         if result.outcome == "unavailable":
             await self._failed(store.store_id, result.error or "Nuvemshop API unavailable")
+        self._count(result.outcome)
         return result
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.polls.labels(outcome).inc()
 
     async def _failed(self, store_id: int, error: str) -> None:
         pause = await db.record_store_error(self.pool, store_id, error[:500], self.interval_s)

@@ -252,6 +252,10 @@ class Ledger(Tables):
     def amqp_url(self) -> str:
         return self.system.settings.amqp_url
 
+    async def settled(self) -> None:
+        """Everything published to the ledger so far was handled and its events observed."""
+        await self.system.ledger_settled()
+
     # --- publishing ---------------------------------------------------------------------------
 
     async def publish(self, message: Message, message_id: str) -> None:

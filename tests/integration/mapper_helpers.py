@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -209,6 +209,23 @@ def processed(running: Running, outcome: str = "processed") -> float:
         "nuvem_ledger_messages_total", {"queue": "mapper.orders", "outcome": outcome}
     )
     return value or 0.0
+
+
+async def handled_by(
+    system: System, instances: Sequence[Running], count: int, within: float = WAIT_S
+) -> None:
+    """Wait until ``instances`` together finished batches of ``count`` messages of
+    ``mapper.orders``, then until what they published is observed (with several mappers a
+    sentinel message could overtake the messages under test on another instance)."""
+
+    async def handled() -> bool:
+        return sum(batches(r)[1] for r in instances) >= count
+
+    if await wait_until(handled, True, within) is not True:
+        raise AssertionError(f"waited {within}s for {count} messages handled")
+    for running in instances:
+        await running.ctx.publisher.flush()
+    await system.observer.echo(system.erp)
 
 
 def batches(running: Running) -> tuple[float, float]:

@@ -48,7 +48,7 @@ async def test_discarding_a_pending_sale_cancels_it_without_effects(ledger: Ledg
     # The ERP discards again (a new message), and the store cancels the order too: nothing more.
     await ledger.discard(sale.sale_id, "erp-discard-2")
     await ledger.cancel_order(STORE, sale.order_id, "order-cancelled-1")
-    await ledger.observer.quiet(0.7)
+    await ledger.settled()
     assert len(ledger.events("sale.cancelled", sale.sale_id)) == 1
     assert ledger.events("sale.confirmation_refused", sale.sale_id) == []
     assert await ledger.posted(sale.sale_id) == (0, 0)
@@ -86,7 +86,7 @@ async def test_cancelling_a_confirmed_sale_reverses_it_exactly_once(ledger: Ledg
         *(ledger.cancel_order(STORE, sale.order_id, f"order-cancelled-{n}") for n in range(4))
     )
     event = await ledger.cancelled(sale.sale_id)
-    await ledger.observer.quiet(0.7)
+    await ledger.settled()
     assert len(ledger.events("sale.cancelled", sale.sale_id)) == 1
 
     body = event.body
@@ -115,7 +115,7 @@ async def test_cancelling_a_confirmed_sale_reverses_it_exactly_once(ledger: Ledg
     # Later duplicates from either side change nothing either.
     await ledger.discard(sale.sale_id, "erp-discard-late")
     await ledger.cancel_order(STORE, sale.order_id, "order-cancelled-late")
-    await ledger.observer.quiet(0.7)
+    await ledger.settled()
     assert len(ledger.events("sale.cancelled", sale.sale_id)) == 1
     assert await ledger.posted(sale.sale_id) == (3, 4)
     assert await ledger.on_hand(STORE, chair) == 8
@@ -161,7 +161,7 @@ async def test_a_cancellation_before_its_sale_is_applied_when_the_sale_arrives(
         return bool(count == 1)
 
     await wait_until(remembered, what="the early cancellation to be kept")
-    await ledger.observer.quiet(0.3)
+    await ledger.settled()
     assert ledger.observer.of("sale.cancelled") == []
 
     sale = pending_sale(STORE, order_id, [(mirror, 1, "220.00")])
@@ -174,7 +174,7 @@ async def test_a_cancellation_before_its_sale_is_applied_when_the_sale_arrives(
     # The ERP, which saw the announcement, tries to confirm it: refused, nothing posted.
     await ledger.confirm(sale.sale_id, "erp-confirm-1")
     assert (await ledger.refused(sale.sale_id)).body["reason"] == "sale_cancelled"
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
     assert len(ledger.events("sale.cancelled", sale.sale_id)) == 1
     assert await ledger.posted(sale.sale_id) == (0, 0)
     assert await ledger.on_hand(STORE, mirror) == 3
@@ -188,6 +188,6 @@ async def test_a_cancellation_applies_only_to_its_own_store(ledger: Ledger) -> N
     await ledger.announce(theirs)
     await ledger.cancel_order(STORE + 1, order_id, "order-cancelled-theirs")
     await ledger.cancelled(theirs.sale_id)
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
     assert await ledger.status(mine.sale_id) == "pending_review"
     assert ledger.events("sale.cancelled", mine.sale_id) == []

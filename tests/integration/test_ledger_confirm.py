@@ -87,7 +87,7 @@ async def test_confirmation_posts_one_receivable_and_one_movement_out_per_line(
     assert await ledger.on_hand(STORE, chair) == 5
     assert await ledger.on_hand(STORE, table) == 2
 
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
     assert len(ledger.events("sale.confirmed", sale.sale_id)) == 1
     assert ledger.events("sale.confirmation_refused", sale.sale_id) == []
 
@@ -150,7 +150,7 @@ async def test_repeated_confirmation_with_the_same_terms_reannounces_what_was_po
         "erp-confirm-c",
     )
     seen = await ledger.observer.wait_for("sale.confirmed", count=3, sale_id=sale.sale_id)
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
 
     assert ledger.events("sale.confirmation_refused", sale.sale_id) == []
     for again in seen[1:]:
@@ -199,7 +199,7 @@ async def test_conflicting_confirmation_of_a_confirmed_sale_is_refused(
     assert refused.body["detail"]
     assert refused.body["store_id"] == STORE
     assert refused.correlation_id == f"{STORE}:{sale.order_id}"
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
     assert len(ledger.events("sale.confirmed", sale.sale_id)) == 1
     rows = await ledger.receivables(sale.sale_id)
     assert [r["id"] for r in rows] == [r["id"] for r in first["receivables"]]

@@ -86,7 +86,7 @@ async def test_redelivered_messages_change_nothing_and_announce_nothing(ledger: 
     await wait_until(
         lambda: _gte(ledger.processed(), before + 3), what="the redeliveries to be consumed"
     )
-    await ledger.observer.quiet(0.7)
+    await ledger.settled()
     assert len(ledger.events("sale.confirmed", sale.sale_id)) == 1
     assert len(ledger.events("sale.confirmation_refused", sale.sale_id)) == 1
     assert await ledger.posted(sale.sale_id) == (1, 1)
@@ -100,7 +100,7 @@ async def test_redelivered_messages_change_nothing_and_announce_nothing(ledger: 
     before = ledger.processed()
     await ledger.cancel_order(STORE, sale.order_id, "order-cancelled-1")
     await wait_until(lambda: _gte(ledger.processed(), before + 1), what="the redelivery")
-    await ledger.observer.quiet(0.7)
+    await ledger.settled()
     assert len(ledger.events("sale.cancelled", sale.sale_id)) == 1
     assert await ledger.posted(sale.sale_id) == (1, 2)
     assert await ledger.on_hand(STORE, bowl) == 10
@@ -124,7 +124,8 @@ async def _gte(value: float, target: float) -> bool:
 
 async def test_crash_between_commit_and_ack_posts_nothing_twice(settings: Settings) -> None:
     """A ledger commits a batch and dies before acking it or publishing what it staged."""
-    observer = await Observer.start(settings.amqp_url)
+    # Its own queue: the restarted system's observer must not share (split) its messages.
+    observer = await Observer.start(settings.amqp_url, "test.observer.from-the-start")
     erp = Broker(settings.amqp_url, app_id="test-erp")
     await erp.connect(deadline=10)  # declares the topology, as any service would
     pool = await create_pool(settings.database_url)
@@ -171,7 +172,8 @@ async def test_crash_between_commit_and_ack_posts_nothing_twice(settings: Settin
             lambda: _gte(ledger.processed(), 2), within=15, what="the redeliveries to be consumed"
         )
         confirmed = await observer.wait_for("sale.confirmed", sale_id=sale.sale_id, within=15)
-        await observer.quiet(1.5)
+        await system.ledger_settled()
+        await observer.echo(erp)
 
         assert len(observer.of("sale.confirmed", sale_id=sale.sale_id)) == 1
         assert observer.of("sale.confirmation_refused") == []

@@ -140,7 +140,7 @@ async def test_splits_that_do_not_add_up_are_refused_and_post_nothing(ledger: Le
             problems.append(f"{split.name}: refused {refused['reason']}, expected {split.expected}")
         if not refused["detail"]:
             problems.append(f"{split.name}: refusal without a detail")
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
     for split in REFUSED:
         sale = sales[split.name]
         if ledger.events("sale.confirmed", sale.sale_id):

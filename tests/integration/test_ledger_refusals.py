@@ -47,7 +47,7 @@ async def test_unknown_sale_is_refused_for_confirm_and_discard(ledger: Ledger) -
     refused = (await ledger.refused("no-such-sale-2")).body
     assert refused["reason"] == "unknown_sale"
 
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
     assert await ledger.pool.fetchval("SELECT count(*) FROM ledger.sales") == 0
     assert await ledger.pool.fetchval("SELECT count(*) FROM ledger.receivables") == 0
     assert await ledger.pool.fetchval("SELECT count(*) FROM ledger.stock_movements") == 0
@@ -69,7 +69,7 @@ async def test_a_cancelled_sale_cannot_be_confirmed(ledger: Ledger) -> None:
     assert refused.body["store_id"] == STORE
     assert refused.body["order_id"] == sale.order_id
     assert refused.correlation_id == f"{STORE}:{sale.order_id}"
-    await ledger.observer.quiet(0.5)
+    await ledger.settled()
     assert ledger.events("sale.confirmed", sale.sale_id) == []
     assert await ledger.status(sale.sale_id) == "cancelled"
     assert await ledger.posted(sale.sale_id) == (0, 0)

@@ -93,7 +93,7 @@ async def test_one_bad_message_never_fails_its_batch_mates(
         by_id[f"{order_envelope(failing).message_id}:parked:1"].body == order_envelope(failing).body
     )
 
-    await system.observer.quiet(0.5)
+    await system.mapper_settled()
     assert system.observer.of("sale.pending_review", store_id=STORE, order_id=900) == []
     assert len(system.observer.of("sale.pending_review")) == VALID
     got = await counts(system, STORE)

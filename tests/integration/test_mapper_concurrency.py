@@ -21,6 +21,7 @@ from tests.integration.mapper_helpers import (
     Counts,
     add_mapper,
     counts,
+    handled_by,
     line,
     make_order,
     order_envelope,
@@ -71,7 +72,7 @@ async def test_one_new_customer_and_product_ordered_at_once(
     # Exactly one sale created each; every other one reused it.
     assert sum(s["customer"]["created"] for s in sales) == 1
     assert sum(s["items"][0]["product"]["created"] for s in sales) == 1
-    await system.observer.quiet(0.5)
+    await handled_by(system, two, N)
     assert len(system.observer.of("sale.pending_review", store_id=STORE)) == N
     # Both instances took part (otherwise this would not test concurrency).
     assert all(processed(r) > 0 for r in two), [processed(r) for r in two]
@@ -86,8 +87,7 @@ async def test_one_order_announced_many_times_at_once(
     # Different message ids (webhook, poll, backfill, a replay...) about the same order.
     await system.erp.publish_many([order_envelope(order, f"order.paid:copy-{n}") for n in range(N)])
     await pending_sale(system, order)
-    await asyncio.sleep(0.5)
-    await system.observer.quiet(1.0)
+    await handled_by(system, two, N)
     assert len(system.observer.of("sale.pending_review", store_id=STORE, order_id=1)) == 1
     assert await counts(system, STORE) == Counts(customers=1, products=2, sales=1, sale_items=2)
     assert sum(processed(r) for r in two) == N

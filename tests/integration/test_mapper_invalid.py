@@ -176,7 +176,7 @@ async def test_order_invalid_after_the_sale_exists_rejects_nothing(system: Syste
     await publish(system, OrderInvalid(store_id=store, order_id=1, detail="stale read"))
     await publish(system, make_order(store, 2))  # processed after it: the queue moved on
     await pending_sale(system, make_order(store, 2))
-    await system.observer.quiet(0.5)
+    await system.mapper_settled()
     assert system.observer.of("sale.rejected", store_id=store, order_id=1) == []
     assert await ops.rejected_orders(pool(system), store) == []
 

@@ -341,7 +341,7 @@ async def test_redelivered_or_repeated_order_makes_one_sale(system: System) -> N
     # after a webhook): nothing new is created or announced.
     await publish(system, order, message_id="order.paid:first")
     await publish(system, order, message_id="order.paid:second")
-    await system.observer.quiet(1.0)
+    await system.mapper_settled()
     assert len(system.observer.of("sale.pending_review", store_id=STORE, order_id=9500)) == 1
     assert await counts(system, STORE) == Counts(1, 1, 1, 1)
     # The outbox is drained: what was staged was published and forgotten.
