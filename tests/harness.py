@@ -16,7 +16,6 @@ ids and store, and the observer keeps their answers (and the echoes) out of ``se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import time
 import uuid
@@ -24,190 +23,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 import aiohttp
-import orjson
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pydantic import SecretStr
 
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.connections import Connected, connect
+from services.ingest.sync import poll_lock_key
 from services.ingest.tokens import cipher_from_settings
 from services.simulator.runner import Running as Simulator
 from services.simulator.runner import start_simulator
 from services.simulator.webhooks import send_webhook
-from shared.contracts import EXCHANGES, Message, OrderInvalid, SaleConfirm
-from shared.link import Link, Subscription
-from shared.messaging import Broker, Envelope, envelope
+from shared.contracts import Message, OrderInvalid, SaleConfirm
+from shared.messaging import Broker, envelope
 from shared.runtime import Running, start_service
 from shared.settings import Settings
+from tests.observer import BARRIER_SALE, BARRIER_STORE, OBSERVER_QUEUE, Observer, Seen
 
-OBSERVER_QUEUE = "test.observer"
-ECHO_KEY = "test.echo"  # bound to no queue of ours: only the observer's "#" takes it
-BARRIER_SALE = "barrier-"  # sale ids of the ledger's sentinels
-BARRIER_STORE = 999_000_001  # the store of the mapper's sentinels
-
-
-@dataclass(frozen=True)
-class Seen:
-    routing_key: str
-    exchange: str
-    body: dict[str, Any]
-    message_id: str | None
-    type: str | None
-    correlation_id: str | None
-    content_type: str | None
-    persistent: bool
-    headers: dict[str, Any]
-
-
-@dataclass
-class Observer:
-    """Every message published on our exchanges during a test, in arrival order.
-
-    It listens on a durable queue of the test's own vhost through a ``Link``, so it keeps
-    listening across broker events (a test that closes every connection still sees everything).
-    """
-
-    link: Link
-    seen: list[Seen] = field(default_factory=list)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _keeper: asyncio.Task[None] | None = None
-    _ids: set[str] = field(default_factory=set)
-    barriers: list[Seen] = field(default_factory=list)  # sentinels' answers and echoes
-
-    @classmethod
-    async def start(cls, amqp_url: str, queue_name: str = OBSERVER_QUEUE) -> Observer:
-        """An observer on ``queue_name`` (two observers on one queue would share its messages)."""
-
-        async def declare(channel: AbstractChannel) -> None:
-            queue = await channel.declare_queue(queue_name, durable=True)
-            for name in EXCHANGES:
-                exchange = await channel.declare_exchange(
-                    name, aio_pika.ExchangeType.TOPIC, durable=True
-                )
-                await queue.bind(exchange, "#")
-
-        observer = cls(Link(amqp_url, "test-observer", declare=declare))
-        await observer.link.subscribe(
-            Subscription(queue_name, 1000, observer._on_message, lambda: None)
-        )
-        await observer.link.open()
-        observer._keeper = asyncio.create_task(observer.link.run(observer._stop))
-        return observer
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-            await message.ack()
-        if message.redelivered and message.message_id in self._ids:
-            return  # our own queue redelivered it after a broker event: already recorded
-        if message.message_id:
-            self._ids.add(message.message_id)
-        seen = Seen(
-            routing_key=message.routing_key or "",
-            exchange=message.exchange or "",
-            body=_json_or_raw(message.body),
-            message_id=message.message_id,
-            type=message.type,
-            correlation_id=message.correlation_id,
-            content_type=message.content_type,
-            persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
-            headers=dict(message.headers or {}),
-        )
-        (self.barriers if _is_barrier(seen) else self.seen).append(seen)
-        self._changed.set()
-
-    def of(self, routing_key: str, **match: Any) -> list[Seen]:
-        return [
-            s
-            for s in self.seen
-            if s.routing_key == routing_key and all(s.body.get(k) == v for k, v in match.items())
-        ]
-
-    async def wait_for(
-        self, routing_key: str, count: int = 1, within: float = 20.0, **match: Any
-    ) -> list[Seen]:
-        what = f"{routing_key} {match}"
-        return await self._wait(lambda: self.of(routing_key, **match), what, count, within)
-
-    async def _wait(
-        self, found_now: Callable[[], list[Seen]], what: str, count: int, within: float
-    ) -> list[Seen]:
-        deadline = time.monotonic() + within
-        while True:
-            found = found_now()
-            if len(found) >= count:
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                keys = sorted({s.routing_key for s in self.seen})
-                raise AssertionError(
-                    f"waited {within}s for {count} {what}: saw {len(found)} (all keys seen: {keys})"
-                )
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.5))
-
-    async def wait_barrier(self, routing_key: str, within: float = 20.0, **match: Any) -> Seen:
-        """Wait for a sentinel's answer (kept out of ``seen``)."""
-
-        def found() -> list[Seen]:
-            return [
-                s
-                for s in self.barriers
-                if s.routing_key == routing_key
-                and all(s.body.get(k) == v for k, v in match.items())
-            ]
-
-        what = f"the barrier {routing_key} {match}"
-        return (await self._wait(found, what, 1, within))[0]
-
-    async def quiet(self, seconds: float = 1.0) -> None:
-        """Wait until nothing new arrived for ``seconds``: a fixed pause that proves nothing.
-
-        Left only for the ledger-replica tests of ``test_ledger_exactly_once.py``, which are
-        being rewritten (issue 10); use a barrier (``System.*_settled``, ``echo``) instead.
-        """
-        last = len(self.seen)
-        while True:
-            await asyncio.sleep(seconds)
-            if len(self.seen) == last:
-                return
-            last = len(self.seen)
-
-    async def echo(self, publisher: Broker, within: float = 20.0) -> None:
-        """Publish a marker and wait until it comes back: whatever reached our exchanges before
-        it (confirmed) is in ``seen`` by then."""
-        marker = f"echo:{uuid.uuid4()}"
-        body = orjson.dumps({"echo": marker})
-        await publisher.publish(Envelope("ingest.events", ECHO_KEY, body, marker, ECHO_KEY))
-        await self.wait_barrier(ECHO_KEY, within, echo=marker)
-
-    async def close(self) -> None:
-        self._stop.set()
-        if self._keeper is not None:
-            await self._keeper
-        await self.link.close()
-
-
-def _is_barrier(seen: Seen) -> bool:
-    sale_id = seen.body.get("sale_id")
-    return (
-        seen.routing_key == ECHO_KEY
-        or (isinstance(sale_id, str) and sale_id.startswith(BARRIER_SALE))
-        or seen.body.get("store_id") == BARRIER_STORE
-    )
-
-
-def _json_or_raw(body: bytes) -> dict[str, Any]:
-    """A message's JSON object; what tests publish on purpose as junk stays readable as raw."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {"_raw": body.decode(errors="replace")}
-    return parsed if isinstance(parsed, dict) else {"_raw": parsed}
+__all__ = [
+    "BARRIER_SALE",
+    "BARRIER_STORE",
+    "OBSERVER_QUEUE",
+    "Observer",
+    "Seen",
+    "System",
+    "start_system",
+]
 
 
 @dataclass
@@ -272,6 +112,39 @@ class System:
         await self.erp.publish(envelope(message, message_id=message_id, correlation_id=None))
 
     # --- barriers: everything queued so far was handled and what it caused is observed -------
+
+    async def settled(self, store_id: int | None = None, within: float = 20.0) -> None:
+        """Everything delivered so far went all the way through: the store's polls (when
+        named), the webhooks, then the mapper and the ledger (those running), each behind the
+        one before."""
+        if store_id is not None:
+            await self.no_poll_pending(store_id, within)
+        if "ingest" in self.services:
+            await self.ingest_settled(within)
+        if "mapper" in self.services:
+            await self.mapper_settled(within)
+        if "ledger" in self.services:
+            await self.ledger_settled(within)
+
+    async def no_poll_pending(self, store_id: int, within: float = 20.0) -> None:
+        """No poll of the store is running (its poll lock is free) and none is due: every poll
+        that was going to happen has happened and published what it read."""
+        deadline = time.monotonic() + within
+        async with self.services["ingest"].ctx.pool.acquire() as conn:
+            while True:
+                due = await conn.fetchval(
+                    "SELECT enabled AND next_poll_at <= now()"
+                    " AND (paused_until IS NULL OR paused_until <= now())"
+                    " FROM ingest.stores WHERE store_id = $1",
+                    store_id,
+                )
+                key = poll_lock_key(store_id)
+                if not due and await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"waited {within}s for the polls of store {store_id}")
+                await asyncio.sleep(0.02)
 
     async def ledger_settled(self, within: float = 20.0) -> None:
         """Every message queued on ``ledger.sales`` before now was handled and its events seen.

@@ -186,8 +186,8 @@ async def read_pages(
     return result
 
 
-def _lock_key(store_id: int) -> int:
-    # One advisory lock per store, so two ingest replicas never poll the same store at once.
+def poll_lock_key(store_id: int) -> int:
+    """The advisory lock held while a store is polled: two replicas never poll it at once."""
     return (0x706F6C6C << 32) ^ store_id
 
 
@@ -266,13 +266,15 @@ class Poller:
     async def poll_store(self, store: db.StoreRecord) -> SyncResult:
         async with self.pool.acquire() as lock_conn:
             if not await lock_conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", _lock_key(store.store_id)
+                "SELECT pg_try_advisory_lock($1)", poll_lock_key(store.store_id)
             ):
                 return SyncResult(store.store_id, outcome="locked")
             try:
                 return await self._poll_locked(store)
             finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(store.store_id))
+                await lock_conn.execute(
+                    "SELECT pg_advisory_unlock($1)", poll_lock_key(store.store_id)
+                )
 
     async def _poll_locked(self, store: db.StoreRecord) -> SyncResult:
         # Reload under the lock: another replica may have just moved the cursor or disabled it.

@@ -41,7 +41,7 @@ async def test_paid_order_becomes_confirmed_sale_once(system: System) -> None:
 
     paid = await system.observer.wait_for("order.paid", order_id=order_id)
     pending = await system.observer.wait_for("sale.pending_review", order_id=order_id)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert len(system.observer.of("order.paid", order_id=order_id)) == 1
     assert len(system.observer.of("sale.pending_review", order_id=order_id)) == 1
 
@@ -76,7 +76,7 @@ async def test_paid_order_becomes_confirmed_sale_once(system: System) -> None:
 
     # The ERP's message redelivered (same message id): nothing new is posted or published.
     await system.erp_publish(confirm, message_id="erp-confirm-1")
-    await system.observer.quiet(1.0)
+    await system.ledger_settled()
     assert len(system.observer.of("sale.confirmed", sale_id=sale["sale_id"])) == 1
     pool = system.services["ledger"].ctx.pool
     assert (
@@ -114,5 +114,5 @@ async def test_bad_webhooks_are_refused(system: System) -> None:
         url, data=big, headers={"x-linkedstore-hmac-sha256": sign(big, secret)}
     ) as response:
         assert response.status == 413
-    await system.observer.quiet(0.5)
+    await system.observer.echo(system.erp)  # a refused webhook queued nothing
     assert system.observer.of("webhook.received") == []

@@ -198,7 +198,7 @@ async def test_integration_connect_show_disable_enable_list(
         assert rows[0]["enabled"] is True
         assert text.returncode == 0, text.describe()
         assert str(store) in text.stdout
-        await observer.quiet(0.3)
+        await observer.echo()  # the commands published before they exited
         assert len(observer.of("integration.disabled", store_id=store)) == 1
     finally:
         await observer.close()

@@ -172,13 +172,13 @@ async def test_token_revoked_seen_by_a_webhook_disables_then_reconnect_catches_u
 
     while_off = int(sim.add_order(STORE, paid=True)["id"])  # acknowledged, not fetched
     await system.simulator.dispatcher.wait_idle(10)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert system.observer.of("order.paid", store_id=STORE) == []
 
     page = await oauth_install(system, STORE, "erp-user-1")  # a new install: a new token
     assert page.status == 200, page.text
     await system.observer.wait_for("order.paid", count=2, store_id=STORE, within=10)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter({refused: 1, while_off: 1})
     assert len(system.observer.of("integration.disabled", store_id=STORE)) == 1
     row = await store_row(system, STORE)
@@ -198,7 +198,7 @@ async def test_token_revoked_seen_by_the_poll_disables_the_store(system: System)
     row = await store_row(system, STORE)
     assert row is not None
     assert (row["enabled"], row["disabled_reason"]) == (False, "credentials_revoked")
-    await system.observer.quiet(1.5)
+    await system.settled(STORE)
     assert len(system.observer.of("integration.disabled", store_id=STORE)) == 1
 
 
@@ -246,11 +246,11 @@ async def test_switched_off_then_on_catches_up_what_was_paid_meanwhile(
     meanwhile = int(sim.add_order(STORE, paid=True)["id"])  # webhook acknowledged, ignored
     await make_due(system, STORE)  # and the poller leaves a store that is off alone
     await system.simulator.dispatcher.wait_idle(10)
-    await system.observer.quiet(1.5)
+    await system.settled(STORE)
     assert system.observer.of("order.paid", order_id=meanwhile) == []
 
     on = await run_cli(system, tmp_path, "integration", "enable", str(STORE), "--json")
     assert on.json()["enabled"] is True
     await system.observer.wait_for("order.paid", order_id=meanwhile, within=10)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter({before: 1, meanwhile: 1})

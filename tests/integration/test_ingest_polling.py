@@ -58,7 +58,8 @@ async def test_lost_webhook_is_made_up_by_the_poll(polling_system: System) -> No
     await system.observer.wait_for("order.paid", order_id=order_id, within=10)
     await system.observer.wait_for("sale.pending_review", order_id=order_id)
     assert system.observer.of("webhook.received", id=order_id) == []
-    await asyncio.sleep(2.5)  # two more polls see the order again
+    polls = system.polls_done()
+    await system.wait_polls(2, after=polls)  # two more polls see the order again
     assert per_order(system, "order.paid", STORE) == Counter({order_id: 1})
 
 
@@ -75,7 +76,8 @@ async def test_webhooks_and_polls_seeing_the_same_orders_import_them_once(
 
     await system.observer.wait_for("order.paid", count=10, store_id=STORE)
     await system.simulator.dispatcher.wait_idle(10)
-    await asyncio.sleep(2.5)  # more polls over the same orders
+    polls = system.polls_done()
+    await system.wait_polls(2, after=polls)  # more polls over the same orders
     assert per_order(system, "order.paid", STORE) == Counter(dict.fromkeys(ids, 1))
     assert set(await announced_rows(system, STORE)) == set(ids)
 
@@ -125,7 +127,7 @@ async def test_two_pollers_on_one_store_only_one_polls(system: System) -> None:
     assert result.paid == 5
 
     await system.observer.wait_for("order.paid", count=5, store_id=STORE)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter(dict.fromkeys(ids, 1))
     row = await store_row(system, STORE)
     assert row is not None
@@ -152,7 +154,7 @@ async def test_poll_killed_in_the_middle_resumes_without_loss_or_duplicate(
         await doomed
 
     first_twenty = await system.observer.wait_for("order.paid", count=20, store_id=STORE)
-    await system.observer.quiet(0.5)
+    await system.settled(STORE)
     assert {s.body["order_id"] for s in first_twenty} == set(ids[:20])
     assert len(system.observer.of("order.paid", store_id=STORE)) == 20
     row = await store_row(system, STORE)
@@ -162,7 +164,7 @@ async def test_poll_killed_in_the_middle_resumes_without_loss_or_duplicate(
     # The running ingest polls the store again (its lock was released) and finishes the job.
     await make_due(system, STORE)
     await system.observer.wait_for("order.paid", count=50, store_id=STORE, within=15)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter(dict.fromkeys(ids, 1))
     rows = await announced_rows(system, STORE)
     assert set(rows) == set(ids)

@@ -148,7 +148,7 @@ async def test_backfill_imports_the_paid_orders_of_its_range_only(
     assert report["imported"] == 3, report
     await system.observer.wait_for("order.paid", count=3, store_id=STORE)
     await system.observer.wait_for("sale.pending_review", count=3, store_id=STORE)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter(dict.fromkeys(in_range, 1))
     for order_id in (too_old, not_paid, cancelled, after_range):
         assert system.observer.of("order.paid", order_id=order_id) == []
@@ -167,5 +167,5 @@ async def test_backfill_imports_the_paid_orders_of_its_range_only(
     )
     assert (again.outcome, again.paid) == ("ok", 0)
     assert total == report["matched"]
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter(dict.fromkeys(in_range, 1))

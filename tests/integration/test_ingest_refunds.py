@@ -39,7 +39,7 @@ async def test_partial_refund_of_an_imported_order_is_announced_once(
     (noted,) = await system.observer.wait_for("order.partially_refunded", order_id=order_id)
     await system.simulator.dispatcher.wait_idle(10)
     assert await system.webhook(STORE, "order/updated", order_id) == 200
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.partially_refunded", STORE) == Counter({order_id: 1})
     assert per_order(system, "order.paid", STORE) == Counter({order_id: 1})
     assert system.observer.of("order.cancelled", store_id=STORE) == []
@@ -71,7 +71,7 @@ async def test_order_first_seen_partly_refunded_is_imported_then_noted(
     await system.observer.wait_for("sale.pending_review", order_id=order_id)
     keys = [s.routing_key for s in system.observer.seen if s.body.get("order_id") == order_id]
     assert keys.index("order.paid") < keys.index("order.partially_refunded")
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.partially_refunded", STORE) == Counter({order_id: 1})
 
 
@@ -82,7 +82,7 @@ async def test_partially_paid_order_waits_until_it_is_paid(system: System, shape
     order_id = int(sim.add_order(STORE, payment_status="partially_paid")["id"])
     assert await system.webhook(STORE, "order/updated", order_id) == 200
     await make_due(system, STORE)
-    await system.observer.quiet(1.5)
+    await system.settled(STORE)
     assert system.observer.of("order.paid", store_id=STORE) == []
     assert await announced_rows(system, STORE) == {}
 

@@ -53,7 +53,7 @@ async def test_duplicated_and_reordered_webhooks_import_each_order_once(system: 
     await system.observer.wait_for("order.paid", count=len(ids), store_id=STORE)
     await system.simulator.dispatcher.wait_idle(10)
     await system.observer.wait_for("sale.pending_review", count=len(ids), store_id=STORE)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
 
     deliveries = [d for d in system.simulator.dispatcher.log if d.store_id == STORE]
     assert len(deliveries) == len(ids) * 2 * 3
@@ -83,7 +83,7 @@ async def test_order_not_paid_is_imported_once_it_becomes_paid(system: System) -
         return await _requests(system, STORE) > before  # a listing or single fetches
 
     await eventually(fetched, "ingest to fetch the webhooked orders")
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert system.observer.of("order.paid", store_id=STORE) == []
     assert system.observer.of("order.cancelled", store_id=STORE) == []
     assert await announced_rows(system, STORE) == {}
@@ -91,7 +91,7 @@ async def test_order_not_paid_is_imported_once_it_becomes_paid(system: System) -
     sim.mark_paid(STORE, pending)  # sends order/paid
     await system.observer.wait_for("order.paid", order_id=pending)
     assert await system.webhook(STORE, "order/updated", pending) == 200
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter({pending: 1})
     paid = system.observer.of("order.paid", order_id=pending)[0].body
     assert paid["paid_at"] is not None
@@ -118,7 +118,7 @@ async def test_order_created_before_activation_is_never_imported(system: System)
 
     await eventually(polled_again, "a second poll")
     await system.simulator.dispatcher.wait_idle(10)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter({new: 1})
     assert set(await announced_rows(system, STORE)) == {new}
 
@@ -148,7 +148,7 @@ async def test_webhook_for_an_order_the_store_does_not_have_is_acknowledged(
         return int(counters["by_status"].get("404", 0)) >= 1
 
     await eventually(answered_404, "ingest to ask the API for the order")
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     keys = {s.routing_key for s in system.observer.seen}
     assert keys == {"webhook.received"}
     assert await announced_rows(system, STORE) == {}
@@ -160,7 +160,7 @@ async def test_webhook_for_an_unknown_store_is_acknowledged_and_ignored(system: 
     order = system.simulator.state.add_order(stranger, paid=True, notify=False)
     assert await system.webhook(stranger, "order/paid", int(order["id"])) == 200
     await system.observer.wait_for("webhook.received", store_id=stranger)
-    await system.observer.quiet(1.0)
+    await system.settled()
     assert {s.routing_key for s in system.observer.seen} == {"webhook.received"}
     assert await store_row(system, stranger) is None
     assert system.simulator.state.counters()[stranger]["requests"] == 0
@@ -209,7 +209,7 @@ async def test_malformed_order_is_recorded_and_rejected_then_imported_once_fixed
     sim.update_order(STORE, bad_price, {"products": products})
     await system.observer.wait_for("order.paid", order_id=bad_price)
     await system.observer.wait_for("sale.pending_review", order_id=bad_price)
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.invalid", STORE) == Counter({bad_price: 1, no_products: 1})
     assert per_order(system, "order.paid", STORE) == Counter({bad_price: 1})
     listed = (
@@ -239,7 +239,7 @@ async def test_cancellation_after_import_is_announced_exactly_once(system: Syste
     # Late and stale webhooks for the cancelled order change nothing either.
     assert await system.webhook(STORE, "order/paid", cancelled) == 200
     assert await system.webhook(STORE, "order/cancelled", cancelled) == 200
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
 
     assert per_order(system, "order.cancelled", STORE) == Counter(
         {cancelled: 1, voided: 1, refunded: 1}
@@ -288,7 +288,7 @@ async def test_burst_of_120_webhooks_for_one_store_stays_within_its_rate_limit(
 
     assert statuses == [200] * 120
     assert counters["throttled"] == 0
-    await system.observer.quiet(1.0)
+    await system.settled(STORE)
     assert per_order(system, "order.paid", STORE) == Counter(dict.fromkeys(ids, 1))
 
 

@@ -263,7 +263,7 @@ async def test_confirming_an_unknown_sale_is_refused(system: System) -> None:
     assert refused[0].body["reason"] == "unknown_sale"
     assert refused[0].body["detail"]
     assert refused[0].exchange == "ledger.events"
-    await system.observer.quiet(0.5)
+    await system.ledger_settled()
     assert system.observer.of("sale.confirmed") == []
     # A refusal is an answer, not a failure: nothing is dead-lettered.
     assert await take(system.settings.amqp_url, "ledger.sales.dead", count=0, within=0) == []
@@ -279,7 +279,7 @@ async def test_a_redelivered_or_republished_order_becomes_one_sale(system: Syste
     await publish_raw(url, "ingest.events", "order.paid", body, message_id=f"order.paid:{store}:2")
 
     await system.observer.wait_for("sale.pending_review", order_id=order.order_id)
-    await system.observer.quiet(1.5)
+    await system.mapper_settled()
     assert len(system.observer.of("sale.pending_review", store_id=store)) == 1
     pool = system.services["mapper"].ctx.pool
     sales = await pool.fetchval("SELECT count(*) FROM mapper.sales WHERE store_id = $1", store)

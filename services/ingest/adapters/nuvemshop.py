@@ -1,4 +1,5 @@
-"""The Nuvemshop (Tiendanube) API client ingest uses: orders (one, or pages of up to 200 following
+"""The Nuvemshop (Tiendanube) API client ingest uses (its errors, filters and pages are in
+``nuvemshop_shapes``, re-exported here): orders (one, or pages of up to 200 following
 the ``Link`` header, split into narrower ``updated_at`` windows when a query would pass the
 10,000-order reach), webhooks and the OAuth code exchange. Every order read asks for
 ``aggregates=fulfillment_orders`` unless told otherwise: on the 2025-03 API the shipping charged to
@@ -17,15 +18,39 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Final, TypedDict, Unpack
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, Unpack
 
 import aiohttp
 from yarl import URL
 
+from services.ingest.adapters.nuvemshop_shapes import (
+    MAX_PER_PAGE,
+    MAX_REACH,
+    ORDER_AGGREGATES,
+    ApiError,
+    ApiUnavailable,
+    CredentialsRevoked,
+    NuvemshopError,
+    OrderQuery,
+    Page,
+    Pages,
+    StoreSuspended,
+    TokenExchangeError,
+    TokenGrant,
+    WindowFilters,
+    comma_list,
+    format_timestamp,
+    json_body,
+    midpoint,
+    order_params,
+    parse_scopes,
+    parse_store_id,
+    refusal_text,
+    require_aware,
+    total_count_of,
+)
 from services.ingest.adapters.ratelimit import (
     AnswerHook,
     Clock,
@@ -56,190 +81,9 @@ __all__ = [
     "format_timestamp",
 ]
 
-MAX_PER_PAGE: Final = 200
-MAX_REACH: Final = 10_000
-# What every order read asks to be aggregated: the fulfillment orders, where 2025-03 keeps shipping.
-ORDER_AGGREGATES: Final = "fulfillment_orders"
 _MIN_WINDOW: Final = timedelta(seconds=2)
-_BODY_EXCERPT: Final = 2000
 
 _log = get_logger(__name__)
-
-
-class NuvemshopError(Exception):
-    """Base of every error this client raises."""
-
-
-class ApiUnavailable(NuvemshopError):  # noqa: N818 -- the name ingest catches
-    """Transient: retries ran out (429, 5xx, connection errors, timeouts). Try again later."""
-
-
-class CredentialsRevoked(NuvemshopError):  # noqa: N818 -- the name ingest catches
-    """401: the store's access token was revoked (uninstall or reinstall)."""
-
-    def __init__(self, store_id: int) -> None:
-        super().__init__(f"store {store_id}: access token refused (401)")
-        self.store_id = store_id
-
-
-class StoreSuspended(NuvemshopError):  # noqa: N818 -- the name ingest catches
-    """402: the store or the app is suspended; every call answers 402 until it is lifted."""
-
-    def __init__(self, store_id: int) -> None:
-        super().__init__(f"store {store_id}: store or app suspended (402)")
-        self.store_id = store_id
-
-
-class ApiError(NuvemshopError):
-    """Any other refusal (400, 404 outside a single order, 415, 422, ...), with its body."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"Nuvemshop answered {status}: {body[:_BODY_EXCERPT]}")
-        self.status = status
-        self.body = body
-
-
-class TokenExchangeError(NuvemshopError):
-    """The authorization code was refused; the text is the API's, with our secrets blanked out."""
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGrant:
-    """The outcome of an install: the token (kept out of ``repr``), the store and the scopes."""
-
-    access_token: str = field(repr=False)
-    store_id: int
-    scope: tuple[str, ...]
-
-
-class WindowFilters(TypedDict, total=False):
-    """Order filters other than the ``updated_at`` window (which the windowed listing owns)."""
-
-    payment_status: str | None
-    status: str | None
-    created_at_min: datetime | None
-    created_at_max: datetime | None
-    since_id: int | None
-    fields: str | Sequence[str] | None
-    aggregates: str | Sequence[str] | None
-    per_page: int
-
-
-class OrderQuery(WindowFilters, total=False):
-    """Every ``GET /orders`` filter."""
-
-    updated_at_min: datetime | None
-    updated_at_max: datetime | None
-
-
-def format_timestamp(value: datetime, *, round_up: bool = False) -> str:
-    """UTC ISO 8601 with an explicit offset and whole seconds (``2024-05-01T12:00:00+00:00``).
-
-    Naive datetimes are refused: guessing local time is how incremental pulls miss orders. The
-    API compares whole seconds, so a lower bound rounds down and an upper bound (``round_up``)
-    rounds up, never narrowing the range asked for.
-    """
-    _require_aware(value)
-    moment = value.astimezone(UTC)
-    if round_up and moment.microsecond:
-        moment += timedelta(seconds=1)
-    return moment.replace(microsecond=0).isoformat()
-
-
-def _require_aware(value: datetime) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("naive datetime: pass an aware one (UTC)")
-
-
-def _csv(value: str | Sequence[str]) -> str:
-    return value if isinstance(value, str) else ",".join(value)
-
-
-def _order_params(per_page: int, filters: Mapping[str, object]) -> dict[str, str]:
-    if not 1 <= per_page <= MAX_PER_PAGE:
-        raise ValueError(f"per_page must be within 1..{MAX_PER_PAGE}")
-    # Always sent: the API's default page is 30, which would waste most of the rate limit.
-    params = {"per_page": str(per_page)}
-    for name, value in filters.items():
-        if value is None:
-            continue
-        if isinstance(value, datetime):
-            params[name] = format_timestamp(value, round_up=name.endswith("_max"))
-        elif isinstance(value, str | int):
-            params[name] = str(value)
-        elif isinstance(value, Sequence):
-            params[name] = ",".join(str(part) for part in value)
-    return params
-
-
-def _midpoint(start: datetime, end: datetime) -> datetime:
-    # Whole seconds, so that both halves send exactly the same boundary string.
-    return (start + (end - start) / 2).astimezone(UTC).replace(microsecond=0)
-
-
-def _store_id(value: object) -> int:
-    # Seen both as "789" and 789; a bool is an int to Python but never a store id.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise TokenExchangeError("token response without a usable user_id")
-
-
-def _scopes(value: object) -> tuple[str, ...]:
-    if not isinstance(value, str):
-        return ()
-    return tuple(part for part in value.replace(",", " ").split() if part)
-
-
-def _json(reply: Reply) -> Any:
-    try:
-        return json.loads(reply.body, parse_float=Decimal)
-    except ValueError:
-        raise ApiError(reply.status, f"not JSON: {reply.text}") from None
-
-
-def _total_count(reply: Reply) -> int | None:
-    raw = reply.headers.get("x-total-count", "").strip()
-    return int(raw) if raw.isdigit() else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Page:
-    items: list[dict[str, Any]]
-    next_url: URL | None
-    total_count: int | None
-
-
-class Pages:
-    """The pages of one listing, as an async iterator of lists of objects.
-
-    ``total_count`` is the first page's ``x-total-count`` (None until that page has arrived, or
-    when the server did not send it).
-    """
-
-    def __init__(self, fetch: Callable[[URL], Awaitable[_Page]], first_url: URL) -> None:
-        self.total_count: int | None = None
-        self._fetch = fetch
-        self._next: URL | None = first_url
-        self._started = False
-
-    def __aiter__(self) -> Pages:
-        return self
-
-    async def __anext__(self) -> list[dict[str, Any]]:
-        if self._next is None:
-            raise StopAsyncIteration
-        current = self._next
-        page = await self._fetch(current)
-        if not self._started:
-            self._started = True
-            self.total_count = page.total_count
-        # A link back to the same page would loop forever; an empty page means we are past the end.
-        self._next = page.next_url if page.items and page.next_url != current else None
-        if not page.items:
-            raise StopAsyncIteration
-        return page.items
 
 
 class NuvemshopClient:
@@ -287,7 +131,7 @@ class NuvemshopClient:
         """One order (with its fulfillment orders), or None when the store has none such (404)."""
         url = self._store_url(store_id, f"orders/{order_id}")
         if aggregates is not None:
-            url = url.with_query(aggregates=_csv(aggregates))
+            url = url.with_query(aggregates=comma_list(aggregates))
         reply = await self._store_request(store_id, token, "GET", url)
         if reply.status == 404:
             return None
@@ -312,7 +156,7 @@ class NuvemshopClient:
     ) -> Pages:
         """Pages of orders matching the filters (with their fulfillment orders unless
         ``aggregates`` says otherwise); ``async for page in ...``. Bounds are inclusive."""
-        params = _order_params(
+        params = order_params(
             per_page,
             {
                 "payment_status": payment_status,
@@ -357,8 +201,8 @@ class NuvemshopClient:
         Adjacent windows share their boundary second (the API's bounds are inclusive), so an
         order updated exactly then may come twice; nothing falls between two windows.
         """
-        _require_aware(start)
-        _require_aware(end)
+        require_aware(start)
+        require_aware(end)
         if end <= start:
             return
         pages = self.iter_orders(
@@ -372,7 +216,7 @@ class NuvemshopClient:
             raise ApiError(200, "the order listing came without x-total-count")
         if total is not None and total > max_per_window:
             if end - start >= _MIN_WINDOW:
-                mid = _midpoint(start, end)
+                mid = midpoint(start, end)
                 _log.info("nuvemshop.window_split", store_id=store_id, total=total)
                 for low, high in ((start, mid), (mid, end)):
                     async for page in self.iter_orders_windowed(
@@ -443,10 +287,10 @@ class NuvemshopClient:
             if isinstance(token, str) and token:
                 return TokenGrant(
                     access_token=token,
-                    store_id=_store_id(payload.get("user_id")),
-                    scope=_scopes(payload.get("scope")),
+                    store_id=parse_store_id(payload.get("user_id")),
+                    scope=parse_scopes(payload.get("scope")),
                 )
-        detail = _refusal_text(reply, payload)
+        detail = refusal_text(reply, payload)
         if client_secret:
             detail = detail.replace(client_secret, "***")
         raise TokenExchangeError(f"code exchange refused ({reply.status}): {detail}")
@@ -473,7 +317,7 @@ class NuvemshopClient:
 
     @staticmethod
     def _json_object(reply: Reply) -> dict[str, Any]:
-        payload = _json(reply)
+        payload = json_body(reply)
         if not isinstance(payload, dict):
             raise ApiError(reply.status, f"expected a JSON object: {reply.text}")
         return payload
@@ -481,21 +325,21 @@ class NuvemshopClient:
     @staticmethod
     def _json_or_none(reply: Reply) -> Any:
         try:
-            return _json(reply)
+            return json_body(reply)
         except ApiError:
             return None
 
-    async def _fetch_page(self, store_id: int, token: str, url: URL) -> _Page:
+    async def _fetch_page(self, store_id: int, token: str, url: URL) -> Page:
         reply = await self._store_request(store_id, token, "GET", url)
         # Past the last page the API may answer 404 "Last page is N" instead of an empty list.
         if reply.status == 404 and "last page" in reply.text.lower():
-            return _Page(items=[], next_url=None, total_count=_total_count(reply) or 0)
+            return Page(items=[], next_url=None, total_count=total_count_of(reply) or 0)
         self._raise_for_status(store_id, reply)
-        payload = _json(reply)
+        payload = json_body(reply)
         if not isinstance(payload, list):
             raise ApiError(reply.status, f"expected a JSON list: {reply.text}")
         items = [item for item in payload if isinstance(item, dict)]
-        return _Page(items=items, next_url=reply.next_url, total_count=_total_count(reply))
+        return Page(items=items, next_url=reply.next_url, total_count=total_count_of(reply))
 
     # --- internals: sending
 
@@ -534,15 +378,3 @@ class NuvemshopClient:
             )
         except RetriesExhausted as exc:
             raise ApiUnavailable(str(exc)) from exc
-
-
-def _refusal_text(reply: Reply, payload: Any) -> str:
-    if isinstance(payload, dict):
-        parts = [
-            str(payload[key])
-            for key in ("error", "error_description", "message", "description")
-            if payload.get(key)
-        ]
-        if parts:
-            return ": ".join(parts)
-    return reply.text[:_BODY_EXCERPT] or "no detail"
