@@ -6,21 +6,17 @@ webhook carries is checked and converted here, once, into the typed messages of
 ``shared.contracts``. Anything that cannot be read raises one exception type per input
 (``MalformedOrder``, ``InvalidWebhook``) whose text names the field and the offending value, except
 personal documents, which are never quoted. Callers pass the current time in; nothing here reads
-the clock.
+the clock. The webhook rules live in ``webhook_rules`` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -34,6 +30,15 @@ from services.ingest.reading import (
     quote,
     read_id,
     text_of,
+)
+from services.ingest.webhook_rules import (
+    APP_UNINSTALLED,
+    LGPD_EVENTS,
+    ORDER_EVENTS,
+    InvalidWebhook,
+    Webhook,
+    parse_webhook,
+    verify_signature,
 )
 from shared.contracts import (
     OrderCancelled,
@@ -61,19 +66,11 @@ __all__ = [
     "verify_signature",
 ]
 
-ORDER_EVENTS: Final = frozenset({"order/paid", "order/updated", "order/cancelled", "order/voided"})
-LGPD_EVENTS: Final = frozenset({"store/redact", "customers/redact", "customers/data_request"})
-APP_UNINSTALLED: Final = "app/uninstalled"
-
 _TIMESTAMP = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)"
     r"(?P<offset>Z|[+-]\d{2}:?\d{2})?",
     re.ASCII,
 )
-
-
-class InvalidWebhook(ValueError):  # noqa: N818 -- the name other services catch
-    """A webhook body that is not a Nuvemshop webhook (the receiver answers 400)."""
 
 
 class OrderState(StrEnum):
@@ -83,15 +80,6 @@ class OrderState(StrEnum):
     PARTIALLY_REFUNDED = "partially_refunded"
     CANCELLED = "cancelled"
     NOT_PAID = "not_paid"
-
-
-@dataclass(frozen=True, slots=True)
-class Webhook:
-    """A webhook notification: which store, what happened, and to which record (order id)."""
-
-    store_id: int
-    event: str
-    id: int | None
 
 
 # --- small readers ---------------------------------------------------------------------------
@@ -358,52 +346,3 @@ def parse_order_partially_refunded(
         "noted_at": _timestamp(order, "updated_at") or _as_utc(now),
     }
     return _build(OrderPartiallyRefunded, fields)
-
-
-# --- webhooks --------------------------------------------------------------------------------
-
-
-def _webhook_id(value: object, field: str) -> int:
-    result = read_id(value)
-    if result is None:
-        raise InvalidWebhook(f"{field}: not a positive integer id: {quote(value)}")
-    return result
-
-
-def parse_webhook(body: bytes) -> Webhook:
-    """Read a webhook body ``{"store_id", "event", "id"}``; ``id`` is required for ``order/*``.
-
-    Raises ``InvalidWebhook`` saying what is wrong.
-    """
-    try:
-        decoded = json.loads(body)
-    except (ValueError, RecursionError):
-        # ValueError covers both bad JSON and bad UTF-8; absurd nesting exhausts the recursion.
-        raise InvalidWebhook("body is not JSON") from None
-    if not isinstance(decoded, dict):
-        raise InvalidWebhook(f"body is not a JSON object: {type(decoded).__name__}")
-    event = decoded.get("event")
-    if not isinstance(event, str) or not event.strip():
-        raise InvalidWebhook(f"event: missing or not a name: {quote(event)}")
-    if decoded.get("store_id") is None:
-        raise InvalidWebhook("store_id: missing")
-    store_id = _webhook_id(decoded["store_id"], "store_id")
-    if decoded.get("id") is None:
-        # Only order events need the id: the receiver fetches that order. LGPD and app events
-        # identify the store alone.
-        if event.startswith("order/"):
-            raise InvalidWebhook(f"id: missing for {event}")
-        return Webhook(store_id=store_id, event=event, id=None)
-    return Webhook(store_id=store_id, event=event, id=_webhook_id(decoded["id"], "id"))
-
-
-def verify_signature(body: bytes, signature: str | None, secret: str) -> bool:
-    """Check ``x-linkedstore-hmac-sha256``: lowercase hex HMAC-SHA256 of the raw body.
-
-    An empty secret verifies nothing, since anyone could compute a signature with it.
-    """
-    if not signature or not secret:
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    # Bytes, not str: compare_digest refuses non-ASCII str, and a header may carry anything.
-    return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
