@@ -230,25 +230,9 @@ async def start_service(
 ) -> Running:
     """Connect, build and start one service; returns once it consumes and serves HTTP."""
     bind_host = host or settings.http_host
-    starting = await _serve_while_starting(
-        name, bind_host, settings.http_port(name) if port is None else port
+    pool, broker, bind_port = await _connect(
+        name, factory, settings, bind_host, port=port, connect_deadline=connect_deadline
     )
-    bind_port = _bound_port(starting)
-    try:
-        registered = getattr(factory, "migrations", None)
-        pool = await connect_database(
-            settings.database_url,
-            [registered] if isinstance(registered, SchemaMigrations) else [],
-            deadline=connect_deadline,
-        )
-        broker = Broker(settings.amqp_url, app_id=f"nuvem-ledger-{name}")
-        try:
-            await broker.connect(deadline=connect_deadline)
-        except BaseException:
-            await pool.close()
-            raise
-    finally:
-        await starting.cleanup()
     schema = getattr(factory, "schema", "") or name
     metrics = ServiceMetrics(name)
     ctx = Context(
@@ -285,6 +269,39 @@ async def start_service(
     running.publishing = supervisor.spawn("outbox-publisher", ctx.publisher.run)
     log.info("service started", service=name, port=running.port)
     return running
+
+
+async def _connect(
+    name: str,
+    factory: ServiceFactory,
+    settings: Settings,
+    bind_host: str,
+    *,
+    port: int | None,
+    connect_deadline: float | None,
+) -> tuple[asyncpg.Pool, Broker, int]:
+    """The database (migrated) and the broker, while the HTTP port already answers the probes
+    (the port it bound is kept for the service's own site)."""
+    starting = await _serve_while_starting(
+        name, bind_host, settings.http_port(name) if port is None else port
+    )
+    bind_port = _bound_port(starting)
+    try:
+        registered = getattr(factory, "migrations", None)
+        pool = await connect_database(
+            settings.database_url,
+            [registered] if isinstance(registered, SchemaMigrations) else [],
+            deadline=connect_deadline,
+        )
+        broker = Broker(settings.amqp_url, app_id=f"nuvem-ledger-{name}")
+        try:
+            await broker.connect(deadline=connect_deadline)
+        except BaseException:
+            await pool.close()
+            raise
+    finally:
+        await starting.cleanup()
+    return pool, broker, bind_port
 
 
 async def run_until_signalled(

@@ -160,31 +160,25 @@ def _address(parts: Mapping[str, str | None]) -> Address | None:
 
 
 def _from_order_object(address: Mapping[str, Any]) -> Address | None:
-    return _address(
-        {
-            "street": _place(address.get("address")),
-            "number": _place(address.get("number")),
-            "complement": _place(address.get("floor")),
-            "locality": _place(address.get("locality")),
-            "city": _place(address.get("city")),
-            "state": _named(address.get("province"), "name"),
-            "zipcode": _place(address.get("zipcode")),
-            "country": _named(address.get("country"), "code"),
-        }
-    )
+    return _from_place(address, street="address")
 
 
 def _from_destination(destination: Mapping[str, Any]) -> Address | None:
+    return _from_place(destination, street="street")
+
+
+def _from_place(place: Mapping[str, Any], *, street: str) -> Address | None:
+    """An address object of either shape (they differ only in where the street is)."""
     return _address(
         {
-            "street": _place(destination.get("street")),
-            "number": _place(destination.get("number")),
-            "complement": _place(destination.get("floor")),
-            "locality": _place(destination.get("locality")),
-            "city": _place(destination.get("city")),
-            "state": _named(destination.get("province"), "name"),
-            "zipcode": _place(destination.get("zipcode")),
-            "country": _named(destination.get("country"), "code"),
+            "street": _place(place.get(street)),
+            "number": _place(place.get("number")),
+            "complement": _place(place.get("floor")),
+            "locality": _place(place.get("locality")),
+            "city": _place(place.get("city")),
+            "state": _named(place.get("province"), "name"),
+            "zipcode": _place(place.get("zipcode")),
+            "country": _named(place.get("country"), "code"),
         }
     )
 
