@@ -167,18 +167,19 @@ def _from_destination(destination: Mapping[str, Any]) -> Address | None:
     return _from_place(destination, street="street")
 
 
-def _from_place(place: Mapping[str, Any], *, street: str) -> Address | None:
-    """An address object of either shape (they differ only in where the street is)."""
+def _from_place(place: Mapping[str, Any], *, street: str, prefix: str = "") -> Address | None:
+    """An address of any of its shapes: they differ in where the street is, and the flat one
+    (billing fields of the order itself) prefixes every other field with ``billing_``."""
     return _address(
         {
             "street": _place(place.get(street)),
-            "number": _place(place.get("number")),
-            "complement": _place(place.get("floor")),
-            "locality": _place(place.get("locality")),
-            "city": _place(place.get("city")),
-            "state": _named(place.get("province"), "name"),
-            "zipcode": _place(place.get("zipcode")),
-            "country": _named(place.get("country"), "code"),
+            "number": _place(place.get(f"{prefix}number")),
+            "complement": _place(place.get(f"{prefix}floor")),
+            "locality": _place(place.get(f"{prefix}locality")),
+            "city": _place(place.get(f"{prefix}city")),
+            "state": _named(place.get(f"{prefix}province"), "name"),
+            "zipcode": _place(place.get(f"{prefix}zipcode")),
+            "country": _named(place.get(f"{prefix}country"), "code"),
         }
     )
 
@@ -204,18 +205,7 @@ def _flat_billing(fields: Mapping[str, Any]) -> Address | None:
     street = fields.get("billing_address")
     if isinstance(street, Mapping):  # the shape orders are created with
         return _from_order_object(street)
-    return _address(
-        {
-            "street": _place(street),
-            "number": _place(fields.get("billing_number")),
-            "complement": _place(fields.get("billing_floor")),
-            "locality": _place(fields.get("billing_locality")),
-            "city": _place(fields.get("billing_city")),
-            "state": _named(fields.get("billing_province"), "name"),
-            "zipcode": _place(fields.get("billing_zipcode")),
-            "country": _named(fields.get("billing_country"), "code"),
-        }
-    )
+    return _from_place(fields, street="billing_address", prefix="billing_")
 
 
 def billing_address_of(raw: Mapping[str, Any], customer: Mapping[str, Any]) -> Address | None:
