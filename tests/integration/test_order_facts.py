@@ -152,7 +152,7 @@ async def test_a_partial_refund_is_noted_and_announced(system: System, shape: st
     shown = await ledger_ops.sale(system.services["ledger"].ctx.pool, store, order_id)
     assert shown["partially_refunded_at"] is not None
     assert shown["status"] == "pending_review"  # nothing reversed
-    await system.observer.quiet(0.5)
+    await system.settled(store)
     assert system.observer.of("sale.cancelled", order_id=order_id) == []
     assert len(system.observer.of("sale.partially_refunded", order_id=order_id)) == 1
 
