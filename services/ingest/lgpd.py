@@ -22,7 +22,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from services.ingest.domain import InvalidWebhook, Webhook
+from services.ingest.domain import InvalidWebhook, Webhook, parse_webhook
 from shared.contracts import PrivacyCustomer
 
 WEBHOOK_PATH: Final = "/webhooks/nuvemshop"
@@ -62,7 +62,7 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _customer(body: dict[str, Any]) -> None:
+def _customer(body: dict[str, Any]) -> dict[str, Any]:
     customer = body.get("customer")
     if not isinstance(customer, dict):
         raise InvalidWebhook(f"customer: missing or not an object: {_short(customer)}")
@@ -73,17 +73,24 @@ def _customer(body: dict[str, Any]) -> None:
         raise InvalidWebhook(f"customer.{where}: not readable") from None
     if not any((read.id, read.email, read.phone, read.identification)):
         raise InvalidWebhook("customer: names nobody (no id, email, phone or identification)")
+    if read.id is not None and _id(read.id) is None:
+        raise InvalidWebhook(f"customer.id: not an id: {_short(read.id)}")
+    return read.model_dump(exclude_none=True)
 
 
-def _orders(body: dict[str, Any], field: str) -> None:
+def _orders(body: dict[str, Any], field: str) -> list[int]:
     orders = body.get(field)
     if orders is None:
-        return
+        return []
     if not isinstance(orders, list):
         raise InvalidWebhook(f"{field}: not a list: {_short(orders)}")
+    ids = []
     for order in orders:
-        if _id(order) is None:
+        read = _id(order)
+        if read is None:
             raise InvalidWebhook(f"{field}: not an order id: {_short(order)}")
+        ids.append(read)
+    return ids
 
 
 def parse_lgpd_webhook(body: bytes, event: str) -> Webhook:
@@ -101,11 +108,23 @@ def parse_lgpd_webhook(body: bytes, event: str) -> Webhook:
     store_id = _id(decoded.get("store_id"))
     if store_id is None:
         raise InvalidWebhook(f"store_id: missing or not an id: {_short(decoded.get('store_id'))}")
+    payload: dict[str, Any] = {"store_id": store_id}
     if event in _ORDERS_FIELD:
-        _customer(decoded)
-        _orders(decoded, _ORDERS_FIELD[event])
+        payload["customer"] = _customer(decoded)
+        payload[_ORDERS_FIELD[event]] = _orders(decoded, _ORDERS_FIELD[event])
     if event == "customers/data_request":
         request = decoded.get("data_request")
-        if not isinstance(request, dict) or _id(request.get("id")) is None:
+        request_id = _id(request.get("id")) if isinstance(request, dict) else None
+        if request_id is None:
             raise InvalidWebhook(f"data_request: missing or without an id: {_short(request)}")
-    return Webhook(store_id=store_id, event=event, id=None)
+        payload["data_request"] = {"id": request_id}
+    return Webhook(store_id=store_id, event=event, id=None, payload=payload)
+
+
+def parse_any_webhook(body: bytes) -> Webhook:
+    """The main URL: any event; an LGPD event posted there is read by its own URL's rules, so
+    what is queued for it is always something the consumer can act on."""
+    hook = parse_webhook(body)
+    if hook.event in _ORDERS_FIELD or hook.event == "store/redact":
+        return parse_lgpd_webhook(body, hook.event)
+    return hook

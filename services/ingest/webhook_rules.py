@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
 
 from services.ingest.reading import quote, read_id
 
@@ -31,6 +32,9 @@ class Webhook:
     store_id: int
     event: str
     id: int | None
+    # LGPD events only: what the request needs from the body, checked and rebuilt (never the raw
+    # body, whose junk could be nested past what the queue's JSON writer takes).
+    payload: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def _webhook_id(value: object, field: str) -> int:
@@ -46,9 +50,12 @@ def parse_webhook(body: bytes) -> Webhook:
     Raises ``InvalidWebhook`` saying what is wrong.
     """
     try:
-        decoded = json.loads(body)
-    except (ValueError, RecursionError):
-        # ValueError covers both bad JSON and bad UTF-8; absurd nesting exhausts the recursion.
+        # orjson, like the LGPD URLs and like the receiver when it keeps an LGPD body: one parser
+        # for every reading of a webhook, so a body accepted here is never refused later (json
+        # took NaN and Infinity, which orjson refuses: a signed one answered 500). Bad JSON, bad
+        # UTF-8, NaN, a BOM and absurd nesting all land here.
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise InvalidWebhook("body is not JSON") from None
     if not isinstance(decoded, dict):
         raise InvalidWebhook(f"body is not a JSON object: {type(decoded).__name__}")

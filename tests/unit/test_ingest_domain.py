@@ -558,6 +558,13 @@ def test_parse_webhook(body: bytes, expected: Webhook) -> None:
         (b"store_id=1", "not JSON"),
         (b"\xff\xfe{", "not JSON"),
         (b"[" * 100_000, "not JSON"),
+        # Accepted by json, refused by orjson: a signed one answered 500 (the receiver read the
+        # LGPD body again with orjson). One parser now reads every webhook.
+        (b'{"store_id": 1, "event": "store/redact", "x": NaN}', "not JSON"),
+        (b'{"store_id": 1, "event": "store/redact", "x": -Infinity}', "not JSON"),
+        (b'{"store_id": 1, "event": "store/redact", "x": 1e999}', "not JSON"),
+        (b'{"store_id": 1, "event": "store/redact", "x": "\\ud800"}', "not JSON"),
+        (b'\xef\xbb\xbf{"store_id": 1, "event": "store/redact"}', "not JSON"),
         (b"[1, 2]", "not a JSON object"),
         (b'"order/paid"', "not a JSON object"),
         (b'{"event": "order/paid", "id": 1}', "store_id: missing"),
