@@ -147,6 +147,12 @@ class Observer:
         what = f"the barrier {routing_key} {match}"
         return (await self._wait(found, what, 1, within))[0]
 
+    async def next_change(self, within: float = 0.5) -> None:
+        """Until anything new arrives, or ``within`` seconds passed."""
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout=within)
+
     async def quiet(self, seconds: float = 1.0) -> None:
         """Wait until nothing new arrived for ``seconds``: a fixed pause that proves nothing.
 

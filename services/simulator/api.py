@@ -22,6 +22,7 @@ from services.simulator.listing import (
     present,
     wanted_fields,
     wants_fulfillment,
+    with_hostile,
 )
 from services.simulator.model import Store
 from services.simulator.webutil import (
@@ -152,7 +153,10 @@ async def list_orders(request: web.Request) -> web.Response:
     if fulfillment:
         store.counters.aggregate_reads += len(page.items)
     body = [
-        present(r, fields=fields, fulfillment=fulfillment, with_customer=with_customer)
+        with_hostile(
+            present(r, fields=fields, fulfillment=fulfillment, with_customer=with_customer),
+            store.hostile.get(r.id),
+        )
         for r in page.items
     ]
     headers = {"x-total-count": str(page.total)}
@@ -172,14 +176,13 @@ async def get_order(request: web.Request) -> web.Response:
     params = request.query
     if wants_fulfillment(params):
         store.counters.aggregate_reads += 1
-    return json_response(
-        present(
-            record,
-            fields=wanted_fields(params),
-            fulfillment=wants_fulfillment(params),
-            with_customer="read_customers" in store.scopes.split(","),
-        )
+    body = present(
+        record,
+        fields=wanted_fields(params),
+        fulfillment=wants_fulfillment(params),
+        with_customer="read_customers" in store.scopes.split(","),
     )
+    return json_response(with_hostile(body, store.hostile.get(order_id)))
 
 
 def _validate_webhook(event: object, url: object, allow_http: bool) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from yarl import URL
 
@@ -170,6 +170,18 @@ def wants_fulfillment(params: Mapping[str, str]) -> bool:
     """Whether `aggregates` asks for `fulfillment_orders`."""
     raw = params.get("aggregates") or ""
     return "fulfillment_orders" in {part.strip() for part in raw.split(",")}
+
+
+MISSING: Final = object()  # a hostile override that leaves the field out
+
+
+def with_hostile(body: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The order as served with a test's hostile fields (``Store.hostile``)."""
+    if not overrides:
+        return body
+    served = {k: v for k, v in body.items() if overrides.get(k, None) is not MISSING}
+    served.update({k: v for k, v in overrides.items() if v is not MISSING})
+    return served
 
 
 def present(

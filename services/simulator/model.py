@@ -130,6 +130,10 @@ class Store:
     custom_bucket: bool = False
     # Statuses the next order reads answer with instead of the order (a 5xx outage, say).
     failing_reads: list[int] = field(default_factory=list)
+    # A test control (hostile payloads): per order id, top-level fields served in place of the
+    # order's own, ``MISSING`` to leave one out. A value may hold ``orjson.Fragment`` (raw JSON
+    # text: NaN, numbers past a double, nesting deeper than the writer allows, bad escapes).
+    hostile: dict[int, dict[str, Any]] = field(default_factory=dict)
     _sorted: list[OrderRecord] | None = field(default=None, repr=False)
 
     def add(self, record: OrderRecord) -> None:

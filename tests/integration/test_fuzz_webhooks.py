@@ -299,10 +299,10 @@ async def test_fuzzed_webhooks_get_only_contract_answers_and_queue_only_what_the
         "webhook_statuses": {str(s): n for s, n in sorted(statuses.items())},
         "webhook_crashes": 0,
     }
-    _record(figures)
+    record_figures(figures)
     print(f"\nwebhook fuzz: {json.dumps(figures)}")
 
 
-def _record(figures: dict[str, Any]) -> None:
+def record_figures(figures: dict[str, Any]) -> None:
     known = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     FIGURES.write_text(json.dumps(known | figures, indent=2) + "\n")

@@ -611,3 +611,12 @@ async def test_refused_code_raises_without_echoing_the_secret(
     assert "invalid_grant" in str(caught.value)
     assert "has expired" in str(caught.value)
     assert SECRET not in str(caught.value)
+
+
+def test_an_answer_nested_past_the_parser_is_an_api_error_not_a_crash() -> None:
+    from services.ingest.adapters.nuvemshop import ApiError, _json
+    from services.ingest.adapters.ratelimit import Reply
+
+    deep = b'{"id": 1, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    with pytest.raises(ApiError, match="nested too deeply"):
+        _json(Reply(status=200, headers={}, body=deep, next_url=None))
