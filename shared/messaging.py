@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,28 @@ def correlation(store_id: int | None, order_id: int | None) -> str | None:
 def content_id(routing_key: str | None, body: bytes) -> str:
     """An id for a message published without one: its content names the fact."""
     return f"{routing_key or ''}:{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+RETRY_OF = "x-retry-of"
+_RETRY_MARK = re.compile(r":(?:retry|replay):\d{8}T\d{12}$")
+
+
+def retry_ids(message_id: str, headers: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """An operator's new attempt of an old fact: ``(new message id, original message id)``.
+
+    The original is the first attempt's id, however many retries came between (a retried message
+    keeps ``x-retry-of``; our own ``:retry:``/``:replay:`` suffixes are taken off otherwise). The
+    new id is the original's with a microsecond stamp, so inboxes take it as a new message and
+    operators can read where it came from.
+    """
+    named = (headers or {}).get(RETRY_OF)
+    if isinstance(named, bytes):
+        named = named.decode(errors="replace")
+    original = named if isinstance(named, str) and named else message_id
+    while _RETRY_MARK.search(original):
+        original = _RETRY_MARK.sub("", original)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"{original}:retry:{stamp}", original
 
 
 def error_headers(reason: str, detail: str) -> dict[str, Any]:

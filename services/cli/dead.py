@@ -30,7 +30,12 @@ async def _list(args: argparse.Namespace, settings: Settings) -> None:
         args,
         rows,
         lambda rs: rows_text(
-            rs, lambda r: f"{r['message_id']}  {r['reason']}: {r['detail']}", f"{args.queue}: empty"
+            rs,
+            lambda r: (
+                f"{r['message_id']}  {r['reason']}: {r['detail']}"
+                + (f"  (retry of {r['retry_of']})" if r.get("retry_of") else "")
+            ),
+            f"{args.queue}: empty",
         ),
     )
 

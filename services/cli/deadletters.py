@@ -21,9 +21,8 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.cli.base import CommandError
-from shared.messaging import Broker, Envelope
+from shared.messaging import RETRY_OF, Broker, Envelope, retry_ids
 from shared.queues import MAX_MESSAGES, opened, take, text
-from shared.topology import MAPPER_PARKED
 
 # Why RabbitMQ dead-lettered a message, in an operator's words.
 BROKER_REASONS = {
@@ -91,6 +90,7 @@ def describe(message: AbstractIncomingMessage) -> dict[str, Any]:
         "dead_lettered": broker_deaths,
         "original_exchange": text(headers.get("x-original-exchange")) or None,
         "original_routing_key": text(headers.get("x-original-routing-key")) or None,
+        "retry_of": text(headers.get(RETRY_OF)) or None,
         "body": message.body.decode(errors="replace"),
     }
 
@@ -104,7 +104,7 @@ async def list_messages(url: str, name: str, limit: int = MAX_MESSAGES) -> list[
     return described
 
 
-def _replay_envelope(message: AbstractIncomingMessage, queue: str) -> Envelope:
+def _replay_envelope(message: AbstractIncomingMessage) -> Envelope:
     headers = dict(message.headers or {})
     exchange, routing_key = "ingest.events", text(message.routing_key)
     broker_deaths = deaths(headers)
@@ -115,13 +115,10 @@ def _replay_envelope(message: AbstractIncomingMessage, queue: str) -> Envelope:
     routing_key = text(headers.pop("x-original-routing-key", None)) or routing_key
     for key in DEATH_HEADERS:
         headers.pop(key, None)
-    message_id = message.message_id or ""
-    if queue == MAPPER_PARKED.name:
-        # The mapper's inbox has processed a parked order's message: only a new id gets it in again.
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-        original = text(headers.get("x-original-message-id")) or message_id
-        headers["x-replay-of"] = original
-        message_id = f"{original}:replay:{stamp}"
+    # A replay is a new attempt of an old fact (CONTRACT): a new id, which the inboxes take as a
+    # new message (a parked order's was processed already), and x-retry-of naming the first one.
+    first = text(headers.pop("x-original-message-id", None)) or message.message_id or ""
+    message_id, headers[RETRY_OF] = retry_ids(first, headers)
     return Envelope(
         exchange=exchange,
         routing_key=routing_key,
@@ -145,7 +142,7 @@ async def replay(
         async with opened(url, name) as queue:
             for message in await take(queue, limit):
                 if replay_all or message.message_id == message_id:
-                    await broker.publish(_replay_envelope(message, name))
+                    await broker.publish(_replay_envelope(message))
                     await message.ack()
                     replayed.append(describe(message))
                 else:

@@ -8,7 +8,6 @@ functions through which an operator changes them. A product's opening stock is t
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +16,7 @@ from services.mapper.adapters import postgres as db
 from services.mapper.domain import customer_key, normalize_name
 from shared.db import Conn, Executor
 from shared.documents import classify_document
-from shared.messaging import Broker, Envelope
+from shared.messaging import RETRY_OF, Broker, Envelope, retry_ids
 from shared.operations import OperatorError
 from shared.queues import opened, take
 from shared.topology import MAPPER_PARKED
@@ -183,23 +182,22 @@ async def retry_orders(
         [r.store_id for r in rejections],
         [r.order_id for r in rejections],
     )
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-    await broker.publish_many(
-        [
-            Envelope(
-                exchange="ingest.events",
-                routing_key=r.routing_key,
-                body=r.body,
-                message_id=f"{r.message_id}:retry:{stamp}",
-                type=f"{r.routing_key}.v1",
-                correlation_id=f"{r.store_id}:{r.order_id}",
-                headers={"x-retry-of": r.message_id},
-            )
-            for r in rejections
-        ]
-    )
+    await broker.publish_many([_retry(r) for r in rejections])
     await drop_parked(broker.url, {f"{r.store_id}:{r.order_id}" for r in rejections})
     return [_rejection(r) for r in rejections]
+
+
+def _retry(r: db.Rejection) -> Envelope:
+    new_id, original = retry_ids(r.message_id)
+    return Envelope(
+        exchange="ingest.events",
+        routing_key=r.routing_key,
+        body=r.body,
+        message_id=new_id,
+        type=f"{r.routing_key}.v1",
+        correlation_id=f"{r.store_id}:{r.order_id}",
+        headers={RETRY_OF: original},
+    )
 
 
 async def drop_parked(url: str, correlation_ids: set[str]) -> int:

@@ -104,10 +104,44 @@ async def test_a_message_over_the_delivery_limit_is_listed_with_the_brokers_reas
             no_ack=True, fail=False
         )
         assert back is not None
-        assert back.message_id == "poison-1"
+        # A new attempt of an old fact: a new id, and x-retry-of naming the first (CONTRACT).
+        assert back.message_id is not None
+        assert back.message_id.startswith("poison-1:retry:")
+        assert (back.headers or {})["x-retry-of"] == "poison-1"
         assert back.routing_key == "order.paid"
         assert back.body == body
         assert "x-death" not in (back.headers or {})
+        # Put back, it fails again: dead list shows it as a retry; its replay names the first id.
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                message_id=back.message_id,
+                headers={
+                    "x-retry-of": "poison-1",
+                    "x-error-reason": "invalid_message",
+                    "x-original-exchange": "ingest.events",
+                    "x-original-routing-key": "order.paid",
+                },
+            ),
+            routing_key="mapper.orders.dead",
+        )
+    finally:
+        await connection.close()
+    again = json.loads(
+        _ok(await run_cli("dead", "list", "mapper.orders.dead", "--json", env=env, cwd=tmp_path))
+    )
+    assert [m["retry_of"] for m in again] == ["poison-1"]
+    text = _ok(await run_cli("dead", "list", "mapper.orders.dead", env=env, cwd=tmp_path))
+    assert text.rstrip().endswith("(retry of poison-1)")
+    _ok(await run_cli("dead", "replay", "mapper.orders.dead", "--all", env=env, cwd=tmp_path))
+    connection = await aio_pika.connect(vhost_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(MAPPER_ORDERS.name, passive=True)
+        second = await queue.get(no_ack=True, fail=False)
+        assert second is not None
+        assert second.message_id not in ("poison-1", back.message_id)
+        assert (second.headers or {})["x-retry-of"] == "poison-1"
     finally:
         await connection.close()
     empty = await run_cli("dead", "list", "mapper.orders.dead", "--json", env=env, cwd=tmp_path)

@@ -664,3 +664,15 @@ def test_parsing_does_not_modify_the_raw_order() -> None:
     parse_order_paid(order, activated_by=None)
 
     assert order == copy
+
+
+def test_retry_ids_are_new_and_name_the_first_attempt() -> None:
+    from shared.messaging import retry_ids
+
+    new, original = retry_ids("order.paid:1:2")
+    assert original == "order.paid:1:2"
+    assert new.startswith("order.paid:1:2:retry:") and new != original
+    again, still = retry_ids(new)
+    assert still == "order.paid:1:2" and again != new
+    assert retry_ids("m:retry:20261201T031500123456", {"x-retry-of": b"first"})[1] == "first"
+    assert retry_ids("old:replay:20261201T031500123456")[1] == "old"
