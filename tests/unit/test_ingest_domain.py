@@ -671,8 +671,10 @@ def test_retry_ids_are_new_and_name_the_first_attempt() -> None:
 
     new, original = retry_ids("order.paid:1:2")
     assert original == "order.paid:1:2"
-    assert new.startswith("order.paid:1:2:retry:") and new != original
+    assert new.startswith("order.paid:1:2:retry:")
+    assert new != original
     again, still = retry_ids(new)
-    assert still == "order.paid:1:2" and again != new
+    assert still == "order.paid:1:2"
+    assert again != new
     assert retry_ids("m:retry:20261201T031500123456", {"x-retry-of": b"first"})[1] == "first"
     assert retry_ids("old:replay:20261201T031500123456")[1] == "old"
