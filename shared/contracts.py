@@ -229,6 +229,9 @@ class PrivacyRequest(Message):
     kind: Literal["store_redact", "customers_redact", "data_request"]
     customer: PrivacyCustomer | None = None
     order_ids: list[int] = Field(default_factory=list)
+    # Added: ingest's record of the request (``privacy requests``); each service files its part
+    # of a data request's export under it.
+    request_id: str | None = None
 
 
 # --- mapper.events ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ orders (which removes their parked copies).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -51,3 +51,45 @@ def text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return "" if value is None else str(value)
+
+
+async def rewrite_messages(
+    url: str,
+    name: str,
+    concerns: Callable[[AbstractIncomingMessage], bool],
+    rewrite: Callable[[bytes], bytes] | None,
+) -> int:
+    """Replace (``rewrite`` given) or drop (None) the messages of ``name`` that ``concerns``.
+
+    A replaced message goes back to the same queue with its id, type, correlation id and headers,
+    its publisher confirm awaited before the old copy is acknowledged; the others are handed back
+    untouched. Used to redact a person out of dead-letter and parked queues (LGPD).
+    """
+    changed = 0
+    publisher = await aio_pika.connect(url)
+    try:
+        channel = await publisher.channel(publisher_confirms=True)
+        with contextlib.suppress(OperatorError):  # a queue not declared yet holds nobody
+            async with opened(url, name) as queue:
+                for message in await take(queue):
+                    if not concerns(message):
+                        await message.nack(requeue=True)
+                        continue
+                    if rewrite is not None:
+                        await channel.default_exchange.publish(
+                            aio_pika.Message(
+                                rewrite(message.body),
+                                message_id=message.message_id,
+                                type=message.type,
+                                correlation_id=message.correlation_id,
+                                content_type=message.content_type,
+                                headers=dict(message.headers or {}),
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            ),
+                            routing_key=name,
+                        )
+                    await message.ack()
+                    changed += 1
+    finally:
+        await publisher.close()
+    return changed

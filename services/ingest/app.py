@@ -82,7 +82,10 @@ class IngestService(Service):
                 queue=INGEST_WEBHOOKS.name,
                 models={WebhookReceived.routing_key: WebhookReceived},
                 handler=WebhookHandler(
-                    ctx.pool, OrderReader(self.client, self.cipher), ctx.metrics
+                    ctx.pool,
+                    OrderReader(self.client, self.cipher),
+                    ctx.metrics,
+                    amqp_url=ctx.settings.amqp_url,
                 ),
                 metrics=ctx.metrics,
                 publisher=ctx.publisher,

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest import domain, trace
+from services.ingest import domain, privacy, trace
 from services.ingest.adapters import postgres as db
 from services.ingest.adapters.nuvemshop import ApiUnavailable, CredentialsRevoked, StoreSuspended
 from services.ingest.handlers import SCHEMA, count_import, disable_store, import_orders, now
@@ -36,21 +36,26 @@ _PRIVACY_KINDS = {
 }
 
 
-def privacy_request(hook: WebhookReceived, message_id: str) -> Envelope:
+def privacy_request(hook: WebhookReceived, message_id: str) -> PrivacyRequest:
     payload: dict[str, Any] = hook.payload or {}
     customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else None
     orders = payload.get("orders_to_redact") or payload.get("orders_requested") or []
-    request = PrivacyRequest.model_validate(
+    return PrivacyRequest.model_validate(
         {
             "store_id": hook.store_id,
             "kind": _PRIVACY_KINDS[hook.event],
             "customer": customer,
             "order_ids": [o for o in orders if isinstance(o, int)],
+            # The accepted webhook's id (``webhook:<uuid>``) names the request everywhere.
+            "request_id": message_id.removeprefix("webhook:"),
         }
     )
-    return envelope(
-        request, message_id=f"privacy.request:{message_id}", correlation_id=str(hook.store_id)
-    )
+
+
+def _data_request_id(hook: WebhookReceived) -> int | None:
+    request = (hook.payload or {}).get("data_request")
+    value = request.get("id") if isinstance(request, dict) else None
+    return value if isinstance(value, int) else None
 
 
 def _receipts(hooks: list[WebhookReceived]) -> list[trace.Seen]:
@@ -67,11 +72,17 @@ def _skips(hooks: list[WebhookReceived], reason: str) -> list[trace.Seen]:
 
 class WebhookHandler:
     def __init__(
-        self, pool: asyncpg.Pool, reader: OrderReader, metrics: ServiceMetrics | None = None
+        self,
+        pool: asyncpg.Pool,
+        reader: OrderReader,
+        metrics: ServiceMetrics | None = None,
+        *,
+        amqp_url: str | None = None,
     ) -> None:
         self.pool = pool
         self.reader = reader
         self.metrics = metrics
+        self.amqp_url = amqp_url  # where its dead queue is redacted (LGPD)
 
     async def __call__(self, batch: list[Incoming]) -> BatchResult:
         by_store: dict[int, list[Incoming]] = defaultdict(list)
@@ -102,17 +113,31 @@ class WebhookHandler:
         return staged + await self._store_hooks(store, messages)
 
     async def _privacy(self, hooks: list[Incoming]) -> list[Staged]:
-        envs = []
+        found = []
         for incoming in hooks:
             hook = incoming.message
             assert isinstance(hook, WebhookReceived)
             if hook.event in domain.LGPD_EVENTS:
                 log.info("LGPD request received", store_id=hook.store_id, lgpd_event=hook.event)
-                envs.append(privacy_request(hook, incoming.message_id))
-        if not envs:
+                found.append(
+                    (incoming.message_id, hook, privacy_request(hook, incoming.message_id))
+                )
+        if not found:
             return []
         async with self.pool.acquire() as conn, conn.transaction():
-            return await stage(conn, SCHEMA, envs)
+            for _, hook, request in found:
+                await privacy.record(
+                    conn, request, data_request_id=_data_request_id(hook), at=hook.received_at
+                )
+            envs = [
+                envelope(r, message_id=f"privacy.request:{m}", correlation_id=str(h.store_id))
+                for m, h, r in found
+            ]
+            staged = await stage(conn, SCHEMA, envs)
+        if self.amqp_url is not None:
+            for _, _, request in found:
+                await privacy.redact_queues(self.amqp_url, request)
+        return staged
 
     async def _store_hooks(
         self, store: db.StoreRecord, hooks: list[WebhookReceived]

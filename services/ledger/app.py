@@ -93,7 +93,11 @@ class LedgerService(Service):
                 queue=LEDGER_SALES.name,
                 models=models,
                 handler=noting_refusals(
-                    metered(SaleHandler(ctx.pool), counter(ctx.metrics)), ctx.pool
+                    metered(
+                        SaleHandler(ctx.pool, amqp_url=ctx.settings.amqp_url),
+                        counter(ctx.metrics),
+                    ),
+                    ctx.pool,
                 ),
                 metrics=ctx.metrics,
                 publisher=ctx.publisher,

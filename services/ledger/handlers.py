@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from services.ledger import bulk, domain, refunds
 from services.ledger.adapters import postgres as db
-from services.ledger.privacy import handle_privacy
+from services.ledger.privacy import handle_privacy, redact_queues
 from shared.consumer import BatchResult, Incoming
 from shared.contracts import (
     OrderCancelled,
@@ -72,8 +72,9 @@ def refusal(
 class SaleHandler:
     """Consumes ``ledger.sales``: announcements, ERP confirmations and discards, cancellations."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, amqp_url: str | None = None) -> None:
         self.pool = pool
+        self.amqp_url = amqp_url  # where its dead queue is redacted (LGPD)
 
     async def __call__(self, batch: list[Incoming]) -> BatchResult:
         envs: list[Envelope] = []
@@ -179,7 +180,9 @@ class SaleHandler:
     async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
         if isinstance(message, PrivacyRequest):
-            await handle_privacy(conn, message)
+            person = await handle_privacy(conn, message)
+            if self.amqp_url is not None:
+                await redact_queues(self.amqp_url, message, person)
             return []
         if isinstance(message, OrderPartiallyRefunded):
             structlog.contextvars.bind_contextvars(

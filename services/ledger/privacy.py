@@ -1,42 +1,165 @@
-"""LGPD redaction in the ledger: the customer inside each kept sale announcement is anonymised,
-and the addresses it carried (the customer's billing address, the shipping address) dropped."""
+"""LGPD requests in the ledger: its part of an export, or the person removed from what it keeps.
+
+The ledger's personal data is the customer (and any address) inside each kept sale announcement.
+Whose: the sales of the request's orders, or whose announced customer has the request's document
+(``store/redact``: every sale of the store).
+
+- A **data request** files the ledger's part in ``ledger.privacy_exports``: those sales (status,
+  amounts, the announcement as kept) with their receivables.
+- A **redaction** rewrites those announcements without the person (``shared.privacy``: the
+  customer keeps its id, addresses go, and the person's values leave every other string), then
+  scrubs queued events not relayed yet, earlier exports and the dead-lettered messages.
+  Amounts, lines, receivables and stock movements stay.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from shared.contracts import PrivacyRequest
-from shared.db import Conn
+from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
+from shared.privacy import Person, person_values, scrub, scrub_bytes
+from shared.queues import rewrite_messages
+from shared.topology import LEDGER_SALES
 
 log = get_logger(__name__)
 
-_SCRUB = """
-UPDATE ledger.sales SET announcement = announcement || jsonb_build_object('customer',
-    jsonb_build_object('id', announcement->'customer'->'id', 'name', 'redacted', 'document', NULL,
-                       'business_phone', NULL, 'mobile_phone', NULL,
-                       'created', announcement->'customer'->'created', 'address', NULL),
-    'shipping_address', NULL)
-WHERE store_id = $1 AND ($2 OR order_id = ANY($3::bigint[])
-                         OR ($4::text IS NOT NULL AND announcement->'customer'->>'document' = $4))
-"""
 
-
-async def handle_privacy(conn: Conn, request: PrivacyRequest) -> None:
-    if request.kind == "data_request":
-        held = await conn.fetchval(
-            "SELECT count(*) FROM ledger.sales WHERE store_id = $1", request.store_id
-        )
-        log.info(
-            "LGPD data request: sale announcements held", store_id=request.store_id, sales=held
-        )
-        return
+async def _sales(conn: Conn, request: PrivacyRequest) -> list[dict[str, Any]]:
     customer = request.customer
     document = (
         normalize_document(customer.identification)
         if customer and customer.identification
         else None
     )
-    status = await conn.execute(
-        _SCRUB, request.store_id, request.kind == "store_redact", request.order_ids, document
+    rows = await conn.fetch(
+        """
+        SELECT sale_id, order_id, order_number, status, total::text AS total, sale_date::text AS
+               sale_date, announcement::text AS announcement,
+               (SELECT coalesce(json_agg(json_build_object('number', r.number, 'amount',
+                        r.amount::text, 'due_date', r.due_date, 'method', r.method,
+                        'status', r.status) ORDER BY r.number), '[]')::text
+                FROM ledger.receivables r WHERE r.sale_id = s.sale_id) AS receivables
+        FROM ledger.sales s
+        WHERE store_id = $1 AND ($2 OR order_id = ANY($3::bigint[])
+              OR ($4::text IS NOT NULL AND announcement->'customer'->>'document' = $4))
+        ORDER BY order_id
+        """,
+        request.store_id,
+        request.kind == "store_redact",
+        request.order_ids,
+        document,
     )
-    log.info("LGPD redaction applied", store_id=request.store_id, kind=request.kind, result=status)
+    out = []
+    for r in rows:
+        sale = dict(r)
+        sale["announcement"] = orjson.loads(r["announcement"])
+        sale["receivables"] = orjson.loads(r["receivables"])
+        out.append(sale)
+    return out
+
+
+def _person(request: PrivacyRequest, sales: list[dict[str, Any]]) -> Person | None:
+    if request.kind == "store_redact":
+        return None
+    values: list[object] = [v for s in sales for v in person_values(s["announcement"])]
+    documents = [
+        d
+        for s in sales
+        if isinstance(d := s["announcement"].get("customer", {}).get("document"), str)
+    ]
+    if request.customer is not None:
+        c = request.customer
+        values += [v for v in (c.email, c.phone, c.identification) if v]
+        documents += [c.identification] if c.identification else []
+    return Person.of([v for v in values if v != "redacted"], documents=documents)
+
+
+async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
+    """Export or redact; the person's values (None: the whole store), for ``redact_queues``."""
+    sales = await _sales(conn, request)
+    person = _person(request, sales)
+    if request.kind == "data_request":
+        await conn.execute(
+            """
+            INSERT INTO ledger.privacy_exports (request_id, store_id, part)
+            VALUES ($1, $2, $3::jsonb) ON CONFLICT (request_id) DO NOTHING
+            """,
+            request.request_id or f"unnamed:{request.store_id}",
+            request.store_id,
+            orjson.dumps({"sales": sales}).decode(),
+        )
+        log.info(
+            "LGPD data request: ledger part filed", store_id=request.store_id, sales=len(sales)
+        )
+        return person
+    for sale in sales:
+        await conn.execute(
+            "UPDATE ledger.sales SET announcement = $2::jsonb WHERE sale_id = $1",
+            sale["sale_id"],
+            orjson.dumps(scrub(sale["announcement"], person)).decode(),
+        )
+    await _scrub_outbox_and_exports(conn, request.store_id, person)
+    log.info(
+        "LGPD redaction applied", store_id=request.store_id, kind=request.kind, sales=len(sales)
+    )
+    return person
+
+
+async def _scrub_outbox_and_exports(conn: Conn, store_id: int, person: Person | None) -> None:
+    rows = await conn.fetch(
+        "SELECT id, body FROM ledger.outbox WHERE correlation_id = $1 OR correlation_id LIKE $2",
+        str(store_id),
+        f"{store_id}:%",
+    )
+    for row in rows:
+        scrubbed = scrub_bytes(row["body"], person)
+        if scrubbed != row["body"]:
+            await conn.execute(
+                "UPDATE ledger.outbox SET body = $2 WHERE id = $1", row["id"], scrubbed
+            )
+    exports = await conn.fetch(
+        "SELECT request_id, part::text AS part FROM ledger.privacy_exports WHERE store_id = $1",
+        store_id,
+    )
+    for e in exports:
+        part = orjson.loads(e["part"])
+        if person is not None and not person.found_in(e["part"]):
+            continue
+        sales = [s | {"announcement": scrub(s["announcement"], person)} for s in part["sales"]]
+        await conn.execute(
+            "UPDATE ledger.privacy_exports SET part = $2::jsonb WHERE request_id = $1",
+            e["request_id"],
+            orjson.dumps({"sales": sales}).decode(),
+        )
+
+
+async def redact_queues(url: str, request: PrivacyRequest, person: Person | None) -> int:
+    """The store's (or the person's) dead-lettered messages, rewritten without the person."""
+    if request.kind == "data_request":
+        return 0
+    prefix = f"{request.store_id}:"
+
+    def concerns(message: Any) -> bool:
+        body = message.body.decode(errors="replace")
+        if not (message.correlation_id or "").startswith(prefix) and (
+            f'"store_id":{request.store_id}' not in body.replace(" ", "")
+        ):
+            return False
+        return person is None or person.found_in(body)
+
+    return await rewrite_messages(
+        url, LEDGER_SALES.dead_name, concerns, lambda b: scrub_bytes(b, person)
+    )
+
+
+async def export_part(conn: Executor, request_id: str) -> dict[str, Any] | None:
+    """The ledger's part of a data request's export, None while it has not filed one."""
+    part = await conn.fetchval(
+        "SELECT part::text FROM ledger.privacy_exports WHERE request_id = $1", request_id
+    )
+    return orjson.loads(part) if part is not None else None

@@ -97,7 +97,10 @@ class MapperService(Service):
                 models={m.routing_key: m for m in MODELS},
                 handler=noting_rejections(
                     metered(
-                        OrderHandler(ctx.pool, ctx.settings.sale_timezone), counter(ctx.metrics)
+                        OrderHandler(
+                            ctx.pool, ctx.settings.sale_timezone, amqp_url=ctx.settings.amqp_url
+                        ),
+                        counter(ctx.metrics),
                     ),
                     ctx.pool,
                 ),

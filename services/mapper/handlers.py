@@ -16,7 +16,7 @@ import structlog
 
 from services.mapper import bulk, domain, rules
 from services.mapper.adapters import postgres as db
-from services.mapper.privacy import handle_privacy
+from services.mapper.privacy import handle_privacy, redact_queues
 from shared.consumer import BatchResult, Incoming
 from shared.contracts import OrderInvalid, OrderPaid, PrivacyRequest, RejectedItem, SaleRejected
 from shared.db import Conn
@@ -40,11 +40,18 @@ def _new_product_ref(draft: domain.ProductDraft) -> domain.ProductRef:
 class OrderHandler:
     """Consumes ``mapper.orders`` (``order.paid`` and ``order.invalid``)."""
 
-    def __init__(self, pool: asyncpg.Pool, sale_timezone: str = rules.DEFAULT_TIMEZONE) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sale_timezone: str = rules.DEFAULT_TIMEZONE,
+        *,
+        amqp_url: str | None = None,
+    ) -> None:
         self.pool = pool
         # The installation's calendar; a store's own ``timezone`` setting overrides it.
         self.default_timezone = sale_timezone
         rules.parse_timezone(sale_timezone)
+        self.amqp_url = amqp_url  # where its parked and dead queues are redacted (LGPD)
 
     async def __call__(self, batch: list[Incoming]) -> BatchResult:
         envs: list[Envelope] = []
@@ -146,7 +153,9 @@ class OrderHandler:
     async def _one(self, conn: Conn, incoming: Incoming) -> list[Envelope]:
         message = incoming.message
         if isinstance(message, PrivacyRequest):
-            await handle_privacy(conn, message)
+            person = await handle_privacy(conn, message)
+            if self.amqp_url is not None:
+                await redact_queues(self.amqp_url, message, person)
             return []
         if isinstance(message, OrderInvalid) and await db.sale_exists(
             conn, message.store_id, message.order_id

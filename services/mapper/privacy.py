@@ -1,74 +1,312 @@
-"""LGPD requests as the mapper acts on them: the customers it holds are anonymised or described.
+"""LGPD requests as the mapper acts on them: an export of what it holds, or the person removed.
 
-A redacted customer keeps its id (sales still point at it) but loses name, document, e-mail,
-phones and address, and its sales lose the billing and shipping addresses they carried; its match
-key becomes its own id, so no later order can be matched to it. A data request
-is answered in the log with what is held (field names and counts, never the values).
+Who: the customers of the store whose document or e-mail the request names, or who bought one of
+its orders (``store/redact``: every customer of the store); and the stored rejections of those
+orders or whose raw order names the person.
+
+- A **data request** files the mapper's part of the export in ``mapper.privacy_exports``: the
+  customer records (every column), their sales with items, and the rejections (reason, detail and
+  the raw order as received).
+- A **redaction** anonymises each customer in place (it keeps its id: sales still point at it;
+  every other text column, address columns added later included, is cleared; its match keys
+  become its own id, so no later order matches it), clears the address columns of their sales
+  (amounts stay), rewrites the rejections' raw orders, details and items without the person
+  (``shared.privacy``: by shape and by value), scrubs queued events not relayed yet and earlier
+  exports, drops the parked copies (the rejection row, redacted, is what ``orders retry``
+  resends) and rewrites the dead-lettered ones.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from shared.contracts import PrivacyRequest
-from shared.db import Conn
+from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
+from shared.privacy import REDACTED, Person, person_values, scrub, scrub_bytes, scrub_text
+from shared.queues import rewrite_messages
+from shared.topology import MAPPER_ORDERS, MAPPER_PARKED
 
 log = get_logger(__name__)
 
-_ANONYMISE = """
-UPDATE mapper.customers SET name = 'redacted', name_key = 'redacted:' || id::text,
-    document = NULL, document_key = id::text, email = NULL, mobile_phone = NULL, business_phone = NULL,
-    address = NULL
-WHERE store_id = $1 AND id = ANY($2::uuid[])
-"""
-_FORGET_ADDRESSES = """
-UPDATE mapper.sales SET customer_address = NULL, shipping_address = NULL
-WHERE store_id = $1 AND customer_id = ANY($2::uuid[])
-    AND (customer_address IS NOT NULL OR shipping_address IS NOT NULL)
-"""
+# Columns that are no one's personal data, and the keys a redacted customer gets instead.
+_KEEP = frozenset({"id", "store_id", "created_at", "updated_at"})
+_KEYS = {
+    "name": f"'{REDACTED}'",
+    "name_key": f"'{REDACTED}:' || id::text",
+    "document_key": "id::text",
+}
 
 
-async def _matching(conn: Conn, request: PrivacyRequest) -> list[str]:
-    if request.kind == "store_redact":
-        rows = await conn.fetch(
-            "SELECT id::text FROM mapper.customers WHERE store_id = $1", request.store_id
-        )
-        return [r["id"] for r in rows]
-    customer = request.customer
-    document = (
-        normalize_document(customer.identification)
-        if customer and customer.identification
-        else None
-    )
-    email = customer.email if customer else None
+async def _columns(conn: Executor, table: str) -> list[tuple[str, str, bool]]:
+    """(name, type, nullable) of the table's text and JSON columns, as the schema is now."""
     rows = await conn.fetch(
         """
-        SELECT id::text FROM mapper.customers
-        WHERE store_id = $1 AND (($2::text IS NOT NULL AND document_key = $2)
-                                 OR ($3::text IS NOT NULL AND email = $3))
-        UNION
-        SELECT customer_id::text FROM mapper.sales WHERE store_id = $1 AND order_id = ANY($4::bigint[])
+        SELECT column_name, data_type, is_nullable = 'YES' AS nullable
+        FROM information_schema.columns
+        WHERE table_schema = 'mapper' AND table_name = $1
+          AND data_type IN ('text', 'character varying', 'json', 'jsonb')
+        ORDER BY ordinal_position
+        """,
+        table,
+    )
+    return [(r["column_name"], r["data_type"], r["nullable"]) for r in rows]
+
+
+async def _customers(conn: Conn, request: PrivacyRequest) -> list[dict[str, Any]]:
+    args: list[object]
+    if request.kind == "store_redact":
+        where, args = "store_id = $1", [request.store_id]
+    else:
+        customer = request.customer
+        document = (
+            normalize_document(customer.identification)
+            if customer and customer.identification
+            else None
+        )
+        email = customer.email if customer else None
+        where = """store_id = $1 AND (($2::text IS NOT NULL AND document_key = $2)
+            OR ($3::text IS NOT NULL AND lower(email) = lower($3))
+            OR id IN (SELECT customer_id FROM mapper.sales
+                      WHERE store_id = $1 AND order_id = ANY($4::bigint[])))"""
+        args = [request.store_id, document, email, request.order_ids]
+    rows = await conn.fetch(
+        f"SELECT row_to_json(c)::text AS j FROM mapper.customers c WHERE {where}", *args
+    )
+    return [orjson.loads(r["j"]) for r in rows]
+
+
+def _person(request: PrivacyRequest, customers: list[dict[str, Any]]) -> Person | None:
+    if request.kind == "store_redact":
+        return None
+    values: list[object] = []
+    documents: list[str] = []
+    for c in customers:
+        values += [
+            v for k, v in c.items() if k not in _KEEP and k not in ("name_key", "document_key")
+        ]
+        documents += [c["document"]] if c.get("document") else []
+    if request.customer is not None:
+        r = request.customer
+        values += [v for v in (r.email, r.phone, r.identification) if v]
+        documents += [r.identification] if r.identification else []
+    values = [v for v in values if v != REDACTED]
+    return Person.of(values, documents=documents)
+
+
+async def _rejections(
+    conn: Conn, request: PrivacyRequest, person: Person | None
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """
+        SELECT order_id, reason, detail, items::text AS items, message_id, body, resolved_at
+        FROM mapper.rejections
+        WHERE store_id = $1 AND ($2 OR order_id = ANY($3::bigint[])
+              OR convert_from(body, 'UTF8') ILIKE ANY($4::text[]))
+        ORDER BY order_id
         """,
         request.store_id,
-        document,
-        email,
+        person is None,
         request.order_ids,
+        person.sql_patterns() if person else [],
     )
-    return [r["id"] for r in rows]
+    return [dict(r) for r in rows]
 
 
-async def handle_privacy(conn: Conn, request: PrivacyRequest) -> None:
-    ids = await _matching(conn, request)
+async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
+    """Export or redact; the person's values (None: the whole store), for ``redact_queues``."""
+    customers = await _customers(conn, request)
+    person = _person(request, customers)
+    rejections = await _rejections(conn, request, person)
+    if person is not None:
+        # The raw orders rejected for this person say who they are, even before any sale.
+        more = [v for r in rejections for v in person_values(_json_or_text(r["body"]))]
+        person = _person(request, [*customers, {"found": more}]) if more else person
     if request.kind == "data_request":
+        await _export(conn, request, customers, rejections)
         log.info(
-            "LGPD data request: personal data held",
+            "LGPD data request: mapper part filed",
             store_id=request.store_id,
-            customers=len(ids),
-            fields=["name", "document", "email", "mobile_phone", "business_phone", "address"],
+            customers=len(customers),
+            rejections=len(rejections),
         )
-        return
-    await conn.execute(_ANONYMISE, request.store_id, ids)
-    await conn.execute(_FORGET_ADDRESSES, request.store_id, ids)
+        return person
+    await _anonymise(conn, request.store_id, [c["id"] for c in customers])
+    await _scrub_rejections(conn, request.store_id, rejections, person)
+    await _scrub_outbox_and_exports(conn, request.store_id, person)
     log.info(
-        "LGPD redaction applied", store_id=request.store_id, kind=request.kind, customers=len(ids)
+        "LGPD redaction applied",
+        store_id=request.store_id,
+        kind=request.kind,
+        customers=len(customers),
+        rejections=len(rejections),
     )
+    return person
+
+
+async def _export(
+    conn: Conn,
+    request: PrivacyRequest,
+    customers: list[dict[str, Any]],
+    rejections: list[dict[str, Any]],
+) -> None:
+    ids = [c["id"] for c in customers]
+    sales = await conn.fetch(
+        """
+        SELECT row_to_json(s)::text AS sale,
+               (SELECT coalesce(json_agg(i ORDER BY i.line_number), '[]')::text
+                FROM mapper.sale_items i WHERE i.sale_id = s.id) AS items
+        FROM mapper.sales s WHERE store_id = $1 AND customer_id = ANY($2::uuid[])
+        ORDER BY order_id
+        """,
+        request.store_id,
+        ids,
+    )
+    part = {
+        "customers": customers,
+        "sales": [orjson.loads(s["sale"]) | {"items": orjson.loads(s["items"])} for s in sales],
+        "rejections": [
+            {
+                "order_id": r["order_id"],
+                "reason": r["reason"],
+                "detail": r["detail"],
+                "items": orjson.loads(r["items"]) if r["items"] else None,
+                "resolved": r["resolved_at"] is not None,
+                "order": _json_or_text(r["body"]),
+            }
+            for r in rejections
+        ],
+    }
+    await conn.execute(
+        """
+        INSERT INTO mapper.privacy_exports (request_id, store_id, part) VALUES ($1, $2, $3::jsonb)
+        ON CONFLICT (request_id) DO NOTHING
+        """,
+        request.request_id or f"unnamed:{request.store_id}",
+        request.store_id,
+        orjson.dumps(part).decode(),
+    )
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace")
+
+
+async def _anonymise(conn: Conn, store_id: int, ids: list[str]) -> None:
+    if not ids:
+        return
+    sets = []
+    for name, kind, nullable in await _columns(conn, "customers"):
+        if name in _KEYS:
+            sets.append(f"{name} = {_KEYS[name]}")
+        elif name not in _KEEP:
+            empty = "NULL" if nullable else ("'{}'" if kind.startswith("json") else f"'{REDACTED}'")
+            sets.append(f"{name} = {empty}")
+    await conn.execute(
+        f"UPDATE mapper.customers SET {', '.join(sets)} WHERE store_id = $1 AND id = ANY($2::uuid[])",
+        store_id,
+        ids,
+    )
+    # Addresses a sale keeps of its own (delivery, buyer): cleared; amounts and lines stay.
+    address = [(n, null) for n, _, null in await _columns(conn, "sales") if "address" in n]
+    if address:
+        sets = [f"{n} = NULL" if null else f"{n} = '{{}}'" for n, null in address]
+        await conn.execute(
+            f"UPDATE mapper.sales SET {', '.join(sets)}"
+            " WHERE store_id = $1 AND customer_id = ANY($2::uuid[])",
+            store_id,
+            ids,
+        )
+
+
+async def _scrub_rejections(
+    conn: Conn, store_id: int, rejections: list[dict[str, Any]], person: Person | None
+) -> None:
+    for r in rejections:
+        items = orjson.loads(r["items"]) if r["items"] else None
+        await conn.execute(
+            """
+            UPDATE mapper.rejections SET body = $3, detail = $4, items = $5::jsonb
+            WHERE store_id = $1 AND order_id = $2
+            """,
+            store_id,
+            r["order_id"],
+            scrub_bytes(r["body"], person),
+            REDACTED if person is None else scrub_text(r["detail"], person),
+            orjson.dumps(scrub(items, person)).decode() if items is not None else None,
+        )
+
+
+async def _scrub_outbox_and_exports(conn: Conn, store_id: int, person: Person | None) -> None:
+    rows = await conn.fetch(
+        "SELECT id, body FROM mapper.outbox WHERE correlation_id = $1 OR correlation_id LIKE $2",
+        str(store_id),
+        f"{store_id}:%",
+    )
+    for row in rows:
+        scrubbed = scrub_bytes(row["body"], person)
+        if scrubbed != row["body"]:
+            await conn.execute(
+                "UPDATE mapper.outbox SET body = $2 WHERE id = $1", row["id"], scrubbed
+            )
+    exports = await conn.fetch(
+        "SELECT request_id, part::text AS part FROM mapper.privacy_exports WHERE store_id = $1",
+        store_id,
+    )
+    for e in exports:
+        part = orjson.loads(e["part"])
+        cleaned = _scrub_export(part, person)
+        if cleaned != part:
+            await conn.execute(
+                "UPDATE mapper.privacy_exports SET part = $2::jsonb WHERE request_id = $1",
+                e["request_id"],
+                orjson.dumps(cleaned).decode(),
+            )
+
+
+def _scrub_export(part: dict[str, Any], person: Person | None) -> dict[str, Any]:
+    """An export names its customers at the top level: they are person places too."""
+    wrapped = {
+        "customer": part.get("customers", []),
+        "rest": {k: v for k, v in part.items() if k != "customers"},
+    }
+    if person is not None and not person.found_in(orjson.dumps(part).decode()):
+        return part
+    done = scrub(wrapped, person)
+    return {"customers": done["customer"], **done["rest"]}
+
+
+async def redact_queues(url: str, request: PrivacyRequest, person: Person | None) -> int:
+    """Parked copies of the person's orders dropped (their rejection row, redacted, stays for
+    ``orders retry``); dead-lettered ones rewritten without the person."""
+    if request.kind == "data_request":
+        return 0
+    prefix = f"{request.store_id}:"
+
+    def concerns(message: Any) -> bool:
+        if not (message.correlation_id or "").startswith(prefix):
+            return False
+        order = (message.correlation_id or "").removeprefix(prefix)
+        if person is None or (order.isdigit() and int(order) in request.order_ids):
+            return True
+        return person.found_in(message.body.decode(errors="replace"))
+
+    dropped = await rewrite_messages(url, MAPPER_PARKED.name, concerns, None)
+    rewritten = 0
+    for queue in (MAPPER_ORDERS.dead_name, MAPPER_PARKED.dead_name):
+        rewritten += await rewrite_messages(url, queue, concerns, lambda b: scrub_bytes(b, person))
+    return dropped + rewritten
+
+
+async def export_part(conn: Executor, request_id: str) -> dict[str, Any] | None:
+    """The mapper's part of a data request's export, None while it has not filed one."""
+    part = await conn.fetchval(
+        "SELECT part::text FROM mapper.privacy_exports WHERE request_id = $1", request_id
+    )
+    return orjson.loads(part) if part is not None else None

@@ -1,0 +1,145 @@
+"""LGPD requests as ingest keeps them: the request record, its part of an export, its redaction.
+
+Every accepted LGPD webhook becomes a row of ``ingest.privacy_requests`` (no personal data: the
+customer's Nuvemshop id and the order ids) and a ``privacy.request`` event under the same
+``request_id``; the mapper and the ledger file their parts of a data request's export under that
+id in their own schemas. Ingest's own part is what it knows of the named orders. On a redaction,
+what ingest keeps about the person goes: the invalid-order details of their orders (they may
+quote a value), the queued copies of events not relayed yet, and their dead webhook records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from shared.contracts import PrivacyRequest
+from shared.db import Conn, Executor
+from shared.logging import get_logger
+from shared.privacy import REDACTED, Person, scrub_bytes
+from shared.queues import rewrite_messages
+from shared.topology import INGEST_WEBHOOKS
+
+log = get_logger(__name__)
+
+_INSERT = """
+INSERT INTO ingest.privacy_requests
+    (request_id, store_id, kind, data_request_id, customer_id, order_ids, received_at, export)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+ON CONFLICT (request_id) DO NOTHING
+"""
+
+
+async def record(
+    conn: Conn, request: PrivacyRequest, *, data_request_id: int | None, at: dt.datetime
+) -> None:
+    """File the request; a data request gets ingest's part of the export with it."""
+    export = await _export(conn, request) if request.kind == "data_request" else None
+    await conn.execute(
+        _INSERT,
+        request.request_id,
+        request.store_id,
+        request.kind,
+        data_request_id,
+        request.customer.id if request.customer else None,
+        request.order_ids,
+        at,
+        orjson.dumps(export).decode() if export is not None else None,
+    )
+    if request.kind != "data_request":
+        await _redact(conn, request)
+
+
+async def _export(conn: Conn, request: PrivacyRequest) -> dict[str, Any]:
+    rows = await conn.fetch(
+        """
+        SELECT order_id, order_number, paid_announced_at, cancelled_announced_at,
+               partially_refunded_announced_at, invalid_detail IS NOT NULL AS invalid
+        FROM ingest.orders WHERE store_id = $1 AND order_id = ANY($2::bigint[])
+        ORDER BY order_id
+        """,
+        request.store_id,
+        request.order_ids,
+    )
+    return {"orders": [{k: _plain(v) for k, v in r.items()} for r in rows]}
+
+
+def _plain(value: object) -> object:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def person_of(request: PrivacyRequest) -> Person | None:
+    """What ingest can hunt for: the request's own values (None: the whole store)."""
+    if request.kind == "store_redact" or request.customer is None:
+        return None
+    c = request.customer
+    values = [v for v in (c.email, c.phone, c.identification) if v]
+    return Person.of(values, documents=[c.identification] if c.identification else [])
+
+
+async def _redact(conn: Conn, request: PrivacyRequest) -> None:
+    whole_store = request.kind == "store_redact"
+    await conn.execute(
+        """
+        UPDATE ingest.orders SET invalid_detail = $3
+        WHERE store_id = $1 AND invalid_detail IS NOT NULL AND ($4 OR order_id = ANY($2::bigint[]))
+        """,
+        request.store_id,
+        request.order_ids,
+        REDACTED,
+        whole_store,
+    )
+    person = person_of(request)
+    rows = await conn.fetch(
+        "SELECT id, body FROM ingest.outbox WHERE correlation_id = $1 OR correlation_id LIKE $2",
+        str(request.store_id),
+        f"{request.store_id}:%",
+    )
+    for row in rows:
+        scrubbed = scrub_bytes(row["body"], person)
+        if scrubbed != row["body"]:
+            await conn.execute(
+                "UPDATE ingest.outbox SET body = $2 WHERE id = $1", row["id"], scrubbed
+            )
+
+
+async def redact_queues(url: str, request: PrivacyRequest) -> int:
+    """The dead webhook records of the store (or naming the person): redacted in place."""
+    if request.kind == "data_request":
+        return 0
+    person = person_of(request)
+
+    def concerns(message: Any) -> bool:
+        body = message.body.decode(errors="replace")
+        return f'"store_id":{request.store_id}' in body.replace(" ", "") and (
+            person is None or person.found_in(body)
+        )
+
+    return await rewrite_messages(
+        url, INGEST_WEBHOOKS.dead_name, concerns, lambda b: scrub_bytes(b, person)
+    )
+
+
+async def list_requests(conn: Executor, store_id: int | None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """
+        SELECT request_id, store_id, kind, data_request_id, customer_id, order_ids, received_at
+        FROM ingest.privacy_requests WHERE $1::bigint IS NULL OR store_id = $1
+        ORDER BY received_at, request_id
+        """,
+        store_id,
+    )
+    return [{k: _plain(v) for k, v in r.items()} for r in rows]
+
+
+async def request_record(conn: Executor, request_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM ingest.privacy_requests WHERE request_id = $1", request_id
+    )
+    if row is None:
+        return None
+    out = {k: _plain(v) for k, v in row.items() if k != "export"}
+    out["ingest"] = orjson.loads(row["export"]) if row["export"] is not None else None
+    return out

@@ -1,0 +1,156 @@
+"""Redacting a person out of what a service keeps (LGPD): pure rules, and its queues.
+
+Two ways in, used together because neither alone is enough:
+
+- **by shape**: in a JSON body (an order message, a sale announcement, a stored rejection) the
+  person lives in known places: ``customer``, ``shipping_address``, ``address``,
+  ``billing_address``, ``destination`` objects and the order's flat ``billing_*``/``contact_*``
+  fields. Their text becomes ``"redacted"``, numbers and nested values ``None``; ids and flags
+  stay (sales keep pointing at their customer).
+- **by value**: the person's own values (name, document, e-mail, phones, address parts, read from
+  the records being redacted and from the request) are searched in every other string, so a
+  value quoted in a free-text detail, or kept under a field added later, goes too. A document
+  matches in any punctuation, a phone by its digits.
+
+Each service applies these to its own tables and queues (``services/<svc>/privacy.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from shared.documents import normalize_document
+
+REDACTED: Final = "redacted"
+PERSON_OBJECTS: Final = frozenset(
+    {"customer", "shipping_address", "address", "billing_address", "destination"}
+)
+PERSON_PREFIXES: Final = ("billing_", "contact_")
+KEEP_IN_PERSON: Final = frozenset({"id", "created", "active", "customer_id"})
+_MIN_VALUE: Final = 4  # shorter values ("27", "SP") are too common to hunt for everywhere
+_MIN_DIGITS: Final = 8
+_NOT_DIGIT: Final = re.compile(r"\D")
+
+
+@dataclass(frozen=True)
+class Person:
+    """The values to hunt for: free text (case-insensitive), documents and phone digits."""
+
+    texts: frozenset[str]
+    documents: frozenset[str]
+    phones: frozenset[str]
+
+    @classmethod
+    def of(cls, values: Iterable[object], *, documents: Iterable[str] = ()) -> Person:
+        texts = {v.strip().casefold() for v in _strings(values) if len(v.strip()) >= _MIN_VALUE}
+        docs = {normalize_document(d) for d in _strings(documents)}
+        phones = {_NOT_DIGIT.sub("", v) for v in _strings(values)}
+        return cls(
+            frozenset(texts),
+            frozenset(d for d in docs if len(d) >= 11),
+            frozenset(p for p in phones if len(p) >= _MIN_DIGITS),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.texts or self.documents or self.phones)
+
+    def found_in(self, text: str) -> bool:
+        folded = text.casefold()
+        if any(v in folded for v in self.texts):
+            return True
+        if self.documents and any(d in normalize_document(text) for d in self.documents):
+            return True
+        digits = _NOT_DIGIT.sub("", text)
+        return bool(digits) and any(p in digits for p in self.phones)
+
+    def sql_patterns(self) -> list[str]:
+        """ILIKE patterns that find a row worth a closer look (texts and documents as given)."""
+        return [f"%{_like(v)}%" for v in sorted(self.texts | self.documents)]
+
+
+def _like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _strings(values: Iterable[object]) -> list[str]:
+    """Every string in ``values``, looking inside lists and objects."""
+    out: list[str] = []
+    for value in values:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict):
+            out += _strings(value.values())
+        elif isinstance(value, list | tuple):
+            out += _strings(value)
+    return out
+
+
+def person_values(body: Any) -> list[str]:
+    """The strings a body holds in its person places (see the module's "by shape")."""
+    found: list[str] = []
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key in PERSON_OBJECTS or key.startswith(PERSON_PREFIXES):
+                found += _strings(
+                    [value]
+                    if not isinstance(value, dict)
+                    else [v for k, v in value.items() if k not in KEEP_IN_PERSON]
+                )
+            else:
+                found += person_values(value)
+    elif isinstance(body, list):
+        for value in body:
+            found += person_values(value)
+    return found
+
+
+def _blank(value: Any, person: Person) -> Any:
+    if isinstance(value, dict):
+        return {k: (v if k in KEEP_IN_PERSON else _blank(v, person)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_blank(v, person) for v in value]
+    if isinstance(value, str):
+        return REDACTED if value else value
+    if isinstance(value, bool) or value is None:
+        return value
+    return None
+
+
+def scrub(body: Any, person: Person | None) -> Any:
+    """``body`` with its person places blanked and ``person``'s values gone from every string.
+
+    ``person`` None: by shape only (a whole store is being redacted)."""
+    probe = person or Person(frozenset(), frozenset(), frozenset())
+    if isinstance(body, dict):
+        out: dict[str, Any] = {}
+        for key, value in body.items():
+            if key in PERSON_OBJECTS or key.startswith(PERSON_PREFIXES):
+                out[key] = _blank(value, probe)
+            else:
+                out[key] = scrub(value, person)
+        return out
+    if isinstance(body, list):
+        return [scrub(v, person) for v in body]
+    if isinstance(body, str) and person is not None and person.found_in(body):
+        return REDACTED
+    return body
+
+
+def scrub_text(text: str, person: Person) -> str:
+    """A free-text line (an error detail) with ``person``'s values cut out."""
+    return REDACTED if person.found_in(text) else text
+
+
+def scrub_bytes(raw: bytes, person: Person | None) -> bytes:
+    """A JSON message body, scrubbed; a body that is not JSON is replaced when it names them."""
+    try:
+        decoded = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode(errors="replace")
+        return raw if person is not None and not person.found_in(text) else b'"redacted"'
+    return orjson.dumps(scrub(decoded, person))
