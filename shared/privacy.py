@@ -18,7 +18,7 @@ Each service applies these to its own tables and queues (``services/<svc>/privac
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -154,3 +154,10 @@ def scrub_bytes(raw: bytes, person: Person | None) -> bytes:
         text = raw.decode(errors="replace")
         return raw if person is not None and not person.found_in(text) else b'"redacted"'
     return orjson.dumps(scrub(decoded, person))
+
+
+def detail_scrubber(person: Person | None) -> Callable[[str], str]:
+    """For a free-text detail: the person's values out (a whole store: the detail goes)."""
+    if person is None:
+        return lambda _: REDACTED
+    return lambda text: scrub_text(text, person)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
@@ -58,12 +59,14 @@ async def rewrite_messages(
     name: str,
     concerns: Callable[[AbstractIncomingMessage], bool],
     rewrite: Callable[[bytes], bytes] | None,
+    detail: Callable[[str], str] = lambda text: text,
 ) -> int:
     """Replace (``rewrite`` given) or drop (None) the messages of ``name`` that ``concerns``.
 
     A replaced message goes back to the same queue with its id, type, correlation id and headers,
     its publisher confirm awaited before the old copy is acknowledged; the others are handed back
-    untouched. Used to redact a person out of dead-letter and parked queues (LGPD).
+    untouched; ``detail`` rewrites the free-text ``x-error-detail`` header. Used to redact a
+    person out of dead-letter and parked queues (LGPD).
     """
     changed = 0
     publisher = await aio_pika.connect(url)
@@ -83,7 +86,7 @@ async def rewrite_messages(
                                 type=message.type,
                                 correlation_id=message.correlation_id,
                                 content_type=message.content_type,
-                                headers=dict(message.headers or {}),
+                                headers=_with_detail(message.headers, detail),
                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                             ),
                             routing_key=name,
@@ -93,3 +96,10 @@ async def rewrite_messages(
     finally:
         await publisher.close()
     return changed
+
+
+def _with_detail(headers: dict[str, Any] | None, detail: Callable[[str], str]) -> dict[str, Any]:
+    out = dict(headers or {})
+    if "x-error-detail" in out:
+        out["x-error-detail"] = detail(text(out["x-error-detail"]))
+    return out

@@ -18,7 +18,7 @@ import orjson
 from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.logging import get_logger
-from shared.privacy import REDACTED, Person, scrub_bytes
+from shared.privacy import REDACTED, Person, detail_scrubber, scrub_bytes
 from shared.queues import rewrite_messages
 from shared.topology import INGEST_WEBHOOKS
 
@@ -118,7 +118,11 @@ async def redact_queues(url: str, request: PrivacyRequest) -> int:
         )
 
     return await rewrite_messages(
-        url, INGEST_WEBHOOKS.dead_name, concerns, lambda b: scrub_bytes(b, person)
+        url,
+        INGEST_WEBHOOKS.dead_name,
+        concerns,
+        lambda b: scrub_bytes(b, person),
+        detail_scrubber(person),
     )
 
 

@@ -22,7 +22,7 @@ from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
-from shared.privacy import Person, person_values, scrub, scrub_bytes
+from shared.privacy import Person, detail_scrubber, person_values, scrub, scrub_bytes
 from shared.queues import rewrite_messages
 from shared.topology import LEDGER_SALES
 
@@ -153,7 +153,11 @@ async def redact_queues(url: str, request: PrivacyRequest, person: Person | None
         return person is None or person.found_in(body)
 
     return await rewrite_messages(
-        url, LEDGER_SALES.dead_name, concerns, lambda b: scrub_bytes(b, person)
+        url,
+        LEDGER_SALES.dead_name,
+        concerns,
+        lambda b: scrub_bytes(b, person),
+        detail_scrubber(person),
     )
 
 

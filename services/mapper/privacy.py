@@ -26,7 +26,15 @@ from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
-from shared.privacy import REDACTED, Person, person_values, scrub, scrub_bytes, scrub_text
+from shared.privacy import (
+    REDACTED,
+    Person,
+    detail_scrubber,
+    person_values,
+    scrub,
+    scrub_bytes,
+    scrub_text,
+)
 from shared.queues import rewrite_messages
 from shared.topology import MAPPER_ORDERS, MAPPER_PARKED
 
@@ -300,7 +308,9 @@ async def redact_queues(url: str, request: PrivacyRequest, person: Person | None
     dropped = await rewrite_messages(url, MAPPER_PARKED.name, concerns, None)
     rewritten = 0
     for queue in (MAPPER_ORDERS.dead_name, MAPPER_PARKED.dead_name):
-        rewritten += await rewrite_messages(url, queue, concerns, lambda b: scrub_bytes(b, person))
+        rewritten += await rewrite_messages(
+            url, queue, concerns, lambda b: scrub_bytes(b, person), detail_scrubber(person)
+        )
     return dropped + rewritten
 
 
