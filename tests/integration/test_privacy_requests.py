@@ -66,7 +66,7 @@ def _needles() -> dict[str, re.Pattern[str]]:
     }
 
 
-async def _tables_with_traces(conn: asyncpg.Connection) -> list[str]:
+async def _tables_with_traces(conn: Any) -> list[str]:
     columns = await conn.fetch(
         """
         SELECT table_schema, table_name, column_name, data_type
@@ -214,24 +214,33 @@ async def test_a_data_request_exports_everything_and_a_redaction_leaves_no_trace
 
     # customers/redact: nothing of the person anywhere, the amounts as they were.
     sim.lgpd_request(STORE, "customers/redact", customer_id=CUSTOMER_ID)
-    traces: list[str] = []
-
-    async def clean() -> bool:
-        async with pool.acquire() as conn:
-            traces[:] = await _tables_with_traces(conn)
-        traces.extend(await _queues_with_traces(system.settings.amqp_url))
-        return not traces
-
-    try:
-        await eventually(clean, "no trace left", within=20)
-    except AssertionError:
-        raise AssertionError(f"traces left: {traces}") from None
+    await _no_trace_left(system, pool)
     assert await _totals(pool, int(sold["id"])) == totals
     # The rejection is still there to retry, its parked copy gone, its dead copy rewritten.
     rejected = await run_cli(
         system, tmp_path, "orders", "rejected", "--store-id", str(STORE), "--json"
     )
     assert [r["order_id"] for r in rejected.json()] == [int(bad["id"])]
+
+
+async def _no_trace_left(system: System, pool: asyncpg.Pool) -> None:
+    """Wait for the tables to be clean, then look in the queues once.
+
+    The services rewrite their queues before they commit, so clean tables mean the queues are
+    done; looking into a queue holds its messages for a moment, so the queues are not polled
+    while a redaction may still be reading them (see docs/security.md, known limits)."""
+    traces: list[str] = []
+
+    async def clean() -> bool:
+        async with pool.acquire() as conn:
+            traces[:] = await _tables_with_traces(conn)
+        return not traces
+
+    try:
+        await eventually(clean, "no trace left in the tables", within=20)
+    except AssertionError:
+        raise AssertionError(f"traces left: {traces}") from None
+    assert await _queues_with_traces(system.settings.amqp_url) == []
 
 
 async def _totals(pool: asyncpg.Pool, order_id: int) -> tuple[Any, ...]:
@@ -254,3 +263,26 @@ async def _totals(pool: asyncpg.Pool, order_id: int) -> tuple[Any, ...]:
                 order_id,
             ),
         )
+
+
+async def test_store_redact_after_an_uninstall_leaves_no_trace_of_any_buyer(
+    system: System, tmp_path: Path
+) -> None:
+    await system.connect_store(STORE)
+    await first_poll_done(system, STORE)
+    sim = system.simulator.state
+    sim.lgpd_urls = {event: webhook_url(system.ingest_url, event) for event in LGPD}
+    sold = sim.add_order(STORE, paid=True, customer=_customer(CPF))
+    await system.observer.wait_for("sale.pending_review", store_id=STORE, order_id=int(sold["id"]))
+    async with system.services["mapper"].ctx.pool.acquire() as conn:
+        await mapper_ops.set_stock_check(conn, STORE, on=True)
+    bad = sim.add_order(STORE, paid=True, customer=_customer(CPF))
+    await system.observer.wait_for("sale.rejected", store_id=STORE, order_id=int(bad["id"]))
+    pool = system.services["mapper"].ctx.pool
+    totals = await _totals(pool, int(sold["id"]))
+
+    sim.uninstall(STORE)  # app/uninstalled, then store/redact to its partner-settings URL
+    await _no_trace_left(system, pool)
+    assert (await _totals(pool, int(sold["id"])))[:2] == totals[:2]
+    listed = await run_cli(system, tmp_path, "privacy", "requests", "--json")
+    assert [r["kind"] for r in listed.json()] == ["store_redact"]
