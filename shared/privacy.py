@@ -44,16 +44,29 @@ class Person:
     texts: frozenset[str]
     documents: frozenset[str]
     phones: frozenset[str]
+    # What says a row or message is about this person (name, e-mail): a city or a street alone
+    # does not, though it is redacted where the person is.
+    names: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, values: Iterable[object], *, documents: Iterable[str] = ()) -> Person:
+    def of(
+        cls,
+        values: Iterable[object],
+        *,
+        documents: Iterable[str] = (),
+        names: Iterable[object] = (),
+    ) -> Person:
         texts = {v.strip().casefold() for v in _strings(values) if len(v.strip()) >= _MIN_VALUE}
         docs = {normalize_document(d) for d in _strings(documents)}
         phones = {_NOT_DIGIT.sub("", v) for v in _strings(values)}
+        # Brazilian numbers are written with or without the country code (55).
+        phones |= {p[2:] for p in phones if p.startswith("55") and len(p) >= 12}
+        strong = {v.strip().casefold() for v in _strings(names) if len(v.strip()) >= _MIN_VALUE}
         return cls(
-            frozenset(texts),
+            frozenset(texts | strong),
             frozenset(d for d in docs if len(d) >= 11),
             frozenset(p for p in phones if len(p) >= _MIN_DIGITS),
+            frozenset(strong - {REDACTED}),
         )
 
     def __bool__(self) -> bool:
@@ -68,9 +81,19 @@ class Person:
         digits = _NOT_DIGIT.sub("", text)
         return bool(digits) and any(p in digits for p in self.phones)
 
+    def concerns(self, text: str) -> bool:
+        """Whether ``text`` is about this person: a name or e-mail, a document, a phone."""
+        folded = text.casefold()
+        if any(v in folded for v in self.names):
+            return True
+        if self.documents and any(d in normalize_document(text) for d in self.documents):
+            return True
+        digits = _NOT_DIGIT.sub("", text)
+        return bool(digits) and any(p in digits for p in self.phones if len(p) >= 10)
+
     def sql_patterns(self) -> list[str]:
-        """ILIKE patterns that find a row worth a closer look (texts and documents as given)."""
-        return [f"%{_like(v)}%" for v in sorted(self.texts | self.documents)]
+        """ILIKE patterns that find a row about this person (names, e-mails, documents)."""
+        return [f"%{_like(v)}%" for v in sorted(self.names | self.documents)]
 
 
 def _like(value: str) -> str:
@@ -148,11 +171,13 @@ def scrub_text(text: str, person: Person) -> str:
 
 def scrub_bytes(raw: bytes, person: Person | None) -> bytes:
     """A JSON message body, scrubbed; a body that is not JSON is replaced when it names them."""
+    text = raw.decode(errors="replace")
+    if person is not None and not person.concerns(text):
+        return raw  # someone else's: left as it is
     try:
         decoded = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        text = raw.decode(errors="replace")
-        return raw if person is not None and not person.found_in(text) else b'"redacted"'
+        return b'"redacted"'
     return orjson.dumps(scrub(decoded, person))
 
 

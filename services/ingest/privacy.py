@@ -76,7 +76,9 @@ def person_of(request: PrivacyRequest) -> Person | None:
         return None
     c = request.customer
     values = [v for v in (c.email, c.phone, c.identification) if v]
-    return Person.of(values, documents=[c.identification] if c.identification else [])
+    return Person.of(
+        values, documents=[c.identification] if c.identification else [], names=[c.email]
+    )
 
 
 async def _redact(conn: Conn, request: PrivacyRequest) -> None:
@@ -114,7 +116,7 @@ async def redact_queues(url: str, request: PrivacyRequest) -> int:
     def concerns(message: Any) -> bool:
         body = message.body.decode(errors="replace")
         return f'"store_id":{request.store_id}' in body.replace(" ", "") and (
-            person is None or person.found_in(body)
+            person is None or person.concerns(body)
         )
 
     return await rewrite_messages(

@@ -22,7 +22,7 @@ from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
-from shared.privacy import Person, detail_scrubber, person_values, scrub, scrub_bytes
+from shared.privacy import REDACTED, Person, detail_scrubber, person_values, scrub, scrub_bytes
 from shared.queues import rewrite_messages
 from shared.topology import LEDGER_SALES
 
@@ -72,11 +72,17 @@ def _person(request: PrivacyRequest, sales: list[dict[str, Any]]) -> Person | No
         for s in sales
         if isinstance(d := s["announcement"].get("customer", {}).get("document"), str)
     ]
+    names: list[object] = [s["announcement"].get("customer", {}).get("name") for s in sales]
     if request.customer is not None:
         c = request.customer
         values += [v for v in (c.email, c.phone, c.identification) if v]
         documents += [c.identification] if c.identification else []
-    return Person.of([v for v in values if v != "redacted"], documents=documents)
+        names.append(c.email)
+    return Person.of(
+        [v for v in values if v != REDACTED],
+        documents=documents,
+        names=[n for n in names if n != REDACTED],
+    )
 
 
 async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
@@ -128,7 +134,7 @@ async def _scrub_outbox_and_exports(conn: Conn, store_id: int, person: Person | 
     )
     for e in exports:
         part = orjson.loads(e["part"])
-        if person is not None and not person.found_in(e["part"]):
+        if person is not None and not person.concerns(e["part"]):
             continue
         sales = [s | {"announcement": scrub(s["announcement"], person)} for s in part["sales"]]
         await conn.execute(
@@ -150,7 +156,7 @@ async def redact_queues(url: str, request: PrivacyRequest, person: Person | None
             f'"store_id":{request.store_id}' not in body.replace(" ", "")
         ):
             return False
-        return person is None or person.found_in(body)
+        return person is None or person.concerns(body)
 
     return await rewrite_messages(
         url,

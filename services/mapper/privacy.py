@@ -92,17 +92,20 @@ def _person(request: PrivacyRequest, customers: list[dict[str, Any]]) -> Person 
         return None
     values: list[object] = []
     documents: list[str] = []
+    names: list[object] = []
     for c in customers:
         values += [
             v for k, v in c.items() if k not in _KEEP and k not in ("name_key", "document_key")
         ]
         documents += [c["document"]] if c.get("document") else []
+        names += [c.get("name"), c.get("email")]
     if request.customer is not None:
         r = request.customer
         values += [v for v in (r.email, r.phone, r.identification) if v]
         documents += [r.identification] if r.identification else []
+        names.append(r.email)
     values = [v for v in values if v != REDACTED]
-    return Person.of(values, documents=documents)
+    return Person.of(values, documents=documents, names=[n for n in names if n != REDACTED])
 
 
 async def _rejections(
@@ -131,8 +134,10 @@ async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
     rejections = await _rejections(conn, request, person)
     if person is not None:
         # The raw orders rejected for this person say who they are, even before any sale.
-        more = [v for r in rejections for v in person_values(_json_or_text(r["body"]))]
-        person = _person(request, [*customers, {"found": more}]) if more else person
+        bodies = [_json_or_text(r["body"]) for r in rejections]
+        more = [v for b in bodies for v in person_values(b)]
+        named = [_customer_of(b) for b in bodies]
+        person = _person(request, [*customers, {"found": more}, *named]) if more else person
     if request.kind == "data_request":
         await _export(conn, request, customers, rejections)
         log.info(
@@ -197,6 +202,14 @@ async def _export(
         request.store_id,
         orjson.dumps(part).decode(),
     )
+
+
+def _customer_of(body: Any) -> dict[str, Any]:
+    """The name and e-mail a raw order gives its buyer (as a customer record would)."""
+    customer = body.get("customer") if isinstance(body, dict) else None
+    if not isinstance(customer, dict):
+        return {}
+    return {k: customer[k] for k in ("name", "email") if isinstance(customer.get(k), str)}
 
 
 def _json_or_text(body: bytes) -> Any:
@@ -284,7 +297,7 @@ def _scrub_export(part: dict[str, Any], person: Person | None) -> dict[str, Any]
         "customer": part.get("customers", []),
         "rest": {k: v for k, v in part.items() if k != "customers"},
     }
-    if person is not None and not person.found_in(orjson.dumps(part).decode()):
+    if person is not None and not person.concerns(orjson.dumps(part).decode()):
         return part
     done = scrub(wrapped, person)
     return {"customers": done["customer"], **done["rest"]}
@@ -303,7 +316,7 @@ async def redact_queues(url: str, request: PrivacyRequest, person: Person | None
         order = (message.correlation_id or "").removeprefix(prefix)
         if person is None or (order.isdigit() and int(order) in request.order_ids):
             return True
-        return person.found_in(message.body.decode(errors="replace"))
+        return person.concerns(message.body.decode(errors="replace"))
 
     dropped = await rewrite_messages(url, MAPPER_PARKED.name, concerns, None)
     rewritten = 0
