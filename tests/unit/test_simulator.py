@@ -649,3 +649,15 @@ async def test_command_line_serves_until_sigterm(http: aiohttp.ClientSession) ->
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), 10)
     assert code == 0
+
+
+def test_hostile_fields_replace_or_leave_out_what_is_served() -> None:
+    import orjson
+
+    from services.simulator.listing import MISSING, with_hostile
+
+    body = {"id": 1, "total": "10.00", "customer": {"name": "A"}}
+    assert with_hostile(body, None) is body
+    served = with_hostile(body, {"total": orjson.Fragment(b"NaN"), "customer": MISSING})
+    assert orjson.dumps(served) == b'{"id":1,"total":NaN}'
+    assert body["total"] == "10.00"  # the stored order is unchanged
