@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from services.simulator.listing import MISSING
@@ -160,7 +160,14 @@ async def test_hostile_orders_become_sales_or_invalid_order_rejections(system: S
     tried = 0
 
     @settings(
-        max_examples=BATCHES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        max_examples=BATCHES,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        # No shrinking: each try waits for outcomes through the whole system; a failure is
+        # reported as drawn, with the blob that replays it.
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=list(HealthCheck),
     )
     @given(batch=_orders)
     def fuzz(batch: list[list[tuple[str, str, Any]]]) -> None:

@@ -260,6 +260,7 @@ async def test_fuzzed_webhooks_get_only_contract_answers_and_queue_only_what_the
 
     @settings(
         max_examples=EXAMPLES,
+        print_blob=True,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),

@@ -678,3 +678,11 @@ def test_retry_ids_are_new_and_name_the_first_attempt() -> None:
     assert again != new
     assert retry_ids("m:retry:20261201T031500123456", {"x-retry-of": b"first"})[1] == "first"
     assert retry_ids("old:replay:20261201T031500123456")[1] == "old"
+
+
+@pytest.mark.parametrize("value", [Decimal("1E+999"), 10**30, "123456789012345678901234567890"])
+def test_a_number_too_large_to_write_in_cents_is_malformed(value: object) -> None:
+    from services.ingest.reading import decimal_of
+
+    with pytest.raises(MalformedOrder, match="too large"):
+        decimal_of(value, "total")

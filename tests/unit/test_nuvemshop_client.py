@@ -5,6 +5,7 @@ down), so that every retry and refusal path can be provoked on demand and checke
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -614,9 +615,19 @@ async def test_refused_code_raises_without_echoing_the_secret(
 
 
 def test_an_answer_nested_past_the_parser_is_an_api_error_not_a_crash() -> None:
-    from services.ingest.adapters.nuvemshop import ApiError, _json
+    from services.ingest.adapters.nuvemshop_shapes import ApiError, json_body
     from services.ingest.adapters.ratelimit import Reply
 
     deep = b'{"id": 1, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     with pytest.raises(ApiError, match="nested too deeply"):
-        _json(Reply(status=200, headers={}, body=deep, next_url=None))
+        json_body(Reply(status=200, headers={}, body=deep, next_url=None))
+
+
+def test_lone_surrogates_in_an_answer_become_replacement_characters() -> None:
+    from services.ingest.adapters.nuvemshop_shapes import json_body
+    from services.ingest.adapters.ratelimit import Reply
+
+    body = b'{"customer": {"name": "Ana \\ud800", "\\udfff": ["\\ud83d\\ude00"]}}'
+    read = json_body(Reply(status=200, headers={}, body=body, next_url=None))
+    assert read == {"customer": {"name": "Ana \ufffd", "\ufffd": ["\U0001f600"]}}
+    assert json.dumps(read, ensure_ascii=False).encode()  # writable as UTF-8
