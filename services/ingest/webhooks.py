@@ -23,7 +23,7 @@ from services.ingest.sync import SUSPENDED_PAUSE, OrderReader
 from shared.consumer import BatchResult, Incoming, TransientError
 from shared.contracts import PrivacyRequest, WebhookReceived
 from shared.logging import get_logger
-from shared.messaging import Envelope, envelope
+from shared.messaging import envelope
 from shared.metrics import ServiceMetrics
 from shared.outbox import Staged, stage
 
