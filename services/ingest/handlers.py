@@ -17,6 +17,7 @@ from typing import Any
 
 from services.ingest import domain, trace
 from services.ingest.adapters import postgres as db
+from services.ingest.reading import read_id
 from shared.contracts import IntegrationDisabled, IntegrationEnabled, OrderInvalid
 from shared.db import Conn
 from shared.logging import get_logger
@@ -66,6 +67,13 @@ def _classify(
     backfill: bool,
 ) -> None:
     key = correlation(store.store_id, order_id)
+    claimed = read_id(raw.get("store_id"))
+    if claimed is not None and claimed != store.store_id:
+        # Found by the order fuzz test: the order's own store_id was trusted, so an answer naming
+        # another store filed the sale under that store. The store asked is the order's store.
+        raise domain.MalformedOrder(
+            "store_id", f"names store {claimed}, read from {store.store_id}"
+        )
     state = domain.order_state(raw)
     if state in (domain.OrderState.PAID, domain.OrderState.PARTIALLY_REFUNDED):
         if not backfill and not domain.is_importable(raw.get("created_at"), store.activated_at):
