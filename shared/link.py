@@ -33,7 +33,6 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
     AbstractIncomingMessage,
-    AbstractQueue,
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
@@ -112,7 +111,9 @@ class Link:
         self._connections: list[AbstractConnection] = []
         self._channel: AbstractChannel | None = None
         self._subscriptions: list[Subscription] = []
-        self._consuming: dict[int, tuple[AbstractQueue, str]] = {}  # id(sub) -> (queue, tag)
+        # id(sub) -> its channel; a channel we close on purpose is not a lost link.
+        self._consuming: dict[int, AbstractChannel] = {}
+        self._retired: set[int] = set()
         self._up = asyncio.Event()
         self._lost = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -197,10 +198,14 @@ class Link:
         self._watch(channel, generation)
         await channel.set_qos(prefetch_count=sub.prefetch)
         queue = await channel.get_queue(sub.queue, ensure=False)
-        self._consuming[id(sub)] = (queue, await queue.consume(sub.on_message))
+        await queue.consume(sub.on_message)
+        self._consuming[id(sub)] = channel
 
     def _watch(self, closable: AbstractConnection | AbstractChannel, generation: int) -> None:
         def closed(_: object, exc: BaseException | None = None) -> None:
+            if id(closable) in self._retired:
+                self._retired.discard(id(closable))
+                return
             self._mark_lost(generation, exc)
 
         closable.close_callbacks.add(closed)
@@ -229,15 +234,18 @@ class Link:
                     self._mark_lost(self.generation, exc)
 
     async def unsubscribe(self, sub: Subscription) -> None:
-        """Stop consuming ``sub.queue``: no new deliveries; those unacked stay with the caller."""
+        """Stop consuming ``sub.queue``: its channel is closed, so whatever it delivered and was
+        not acknowledged goes back to the queue, ahead of what follows, in one step. (Cancelling
+        the consumer first would let a single-active-consumer queue hand the next messages to
+        another consumer while ours still held earlier ones.) Call it with no batch in hand."""
         async with self._lock:
             with contextlib.suppress(ValueError):
                 self._subscriptions.remove(sub)
-            consuming = self._consuming.pop(id(sub), None)
-            if consuming is not None and self.is_up:
-                queue, tag = consuming
+            channel = self._consuming.pop(id(sub), None)
+            if channel is not None and self.is_up:
+                self._retired.add(id(channel))
                 with contextlib.suppress(*CONNECTION_EXCEPTIONS, TimeoutError):
-                    await asyncio.wait_for(queue.cancel(tag), timeout=2)
+                    await asyncio.wait_for(channel.close(), timeout=2)
 
     # --- keeping ------------------------------------------------------------------------------
 

@@ -25,7 +25,15 @@ from shared.contracts import EXCHANGES, Message
 from shared.db import retry_until_up
 from shared.link import Link, LinkDownError, Subscription
 from shared.logging import get_logger
-from shared.topology import QUEUES, QueueSpec
+from shared.topology import (
+    QUEUES,
+    SHARD_EXCHANGE,
+    SHARD_HEADER,
+    SHARD_ROUTES,
+    QueueSpec,
+    shard_binding,
+    shard_of,
+)
 
 log = get_logger(__name__)
 
@@ -57,7 +65,13 @@ RECEIVED_HEADER = "x-webhook-received-at"
 
 
 def envelope(message: Message, *, message_id: str, correlation_id: str | None) -> Envelope:
-    """Wrap a contract model with the properties CONTRACT.md promises."""
+    """Wrap a contract model with the properties CONTRACT.md promises.
+
+    A message about a store carries the ledger shard of that store (``ledger-shard``), by which
+    the broker routes it to ``ledger.sales.<k>`` (``shared.topology``).
+    """
+    store_id = getattr(message, "store_id", None)
+    headers = {SHARD_HEADER: str(shard_of(store_id))} if isinstance(store_id, int) else {}
     return Envelope(
         exchange=message.exchange,
         routing_key=message.routing_key,
@@ -65,6 +79,7 @@ def envelope(message: Message, *, message_id: str, correlation_id: str | None) -
         message_id=message_id,
         type=message.message_type(),
         correlation_id=correlation_id,
+        headers=headers,
     )
 
 
@@ -129,6 +144,11 @@ async def declare_topology(
         exchanges[name] = await channel.declare_exchange(
             name, aio_pika.ExchangeType.TOPIC, durable=True
         )
+    shards = await channel.declare_exchange(
+        SHARD_EXCHANGE, aio_pika.ExchangeType.HEADERS, durable=True
+    )
+    for source, key in SHARD_ROUTES:
+        await shards.bind(exchanges[source], key)
     for spec in queues:
         if spec.dead_letter:
             await channel.declare_queue(
@@ -137,6 +157,21 @@ async def declare_topology(
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments())
         for exchange, key in spec.bindings:
             await queue.bind(exchanges[exchange], key)
+        if spec.shard is not None:
+            await queue.bind(shards, "", arguments=shard_binding(spec.shard))
+
+
+def _abandon(confirming: asyncio.Future[Any]) -> None:
+    """Stop waiting for a publish without cancelling it.
+
+    Cancelling aiormq's publish midway (ours, or its own timeout) can leave its delivery-tag
+    count ahead of the broker's (the tag taken, the frames never sent): every later confirm then resolves the wrong
+    publish, and the last one of each burst waits forever, so the channel never confirms
+    again. Measured under overload (issue 13's bench): ingest's outbox then failed "no confirm
+    within 10 s" for minutes while the link looked up. The publish is left to finish; its
+    outcome is read and dropped.
+    """
+    confirming.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 class PublishError(ConnectionError):
@@ -235,16 +270,16 @@ class Broker:
         if self._in_flight == 0:
             self._waiting_since = time.monotonic()
         self._in_flight += 1
+        # No timeout inside aiormq: its timeout cancels the publish midway (see ``_abandon``).
         confirming = asyncio.ensure_future(
             exchange.publish(
-                amqp_message(env, self.app_id),
-                routing_key=env.routing_key,
-                mandatory=mandatory,
-                timeout=confirm_timeout,
+                amqp_message(env, self.app_id), routing_key=env.routing_key, mandatory=mandatory
             )
         )
         try:
-            await self._await_confirm(confirming, give_up_stalled=give_up_stalled)
+            await self._await_confirm(
+                confirming, give_up_stalled=give_up_stalled, within=confirm_timeout
+            )
             self._last_confirm = time.monotonic()
         except PublishError:
             raise
@@ -254,7 +289,7 @@ class Broker:
             reason = _delivery_reason(exc)
             raise UnroutableError(f"{env.exchange}/{env.routing_key}: {reason}") from exc
         except asyncio.CancelledError:
-            confirming.cancel()
+            _abandon(confirming)
             raise
         except CONNECTION_EXCEPTIONS as exc:
             self.link.suspect(exc)
@@ -263,19 +298,21 @@ class Broker:
             self._in_flight -= 1
 
     async def _await_confirm(
-        self, confirming: asyncio.Future[Any], *, give_up_stalled: bool
+        self, confirming: asyncio.Future[Any], *, give_up_stalled: bool, within: float
     ) -> None:
-        if not give_up_stalled:
-            await confirming
-            return
+        deadline = time.monotonic() + within
         while True:
-            done, _ = await asyncio.wait({confirming}, timeout=STALL_CHECK_S)
+            step = STALL_CHECK_S if give_up_stalled else max(0.0, deadline - time.monotonic())
+            done, _ = await asyncio.wait({confirming}, timeout=step)
             if done:
                 confirming.result()
                 return
-            if self.stalled_for() > STALL_S:
-                confirming.cancel()
+            if give_up_stalled and self.stalled_for() > STALL_S:
+                _abandon(confirming)
                 raise PublishTimeoutError(f"the broker confirmed nothing for {STALL_S} s")
+            if time.monotonic() > deadline:
+                _abandon(confirming)
+                raise PublishTimeoutError(f"no confirm within {within} s")
 
     async def publish_many(
         self,

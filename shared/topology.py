@@ -9,6 +9,9 @@ RabbitMQ refuse the redeclaration, so these are part of the contract with runnin
 
 from __future__ import annotations
 
+import functools
+import os
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,8 @@ class QueueSpec:
     single_active: bool = False
     # None for queues operators browse (listing hands messages back, which counts as a delivery).
     delivery_limit: int | None = DELIVERY_LIMIT
+    # A ledger shard: also bound to ``SHARD_EXCHANGE`` for messages whose ``SHARD_HEADER`` is this.
+    shard: int | None = None
 
     @property
     def dead_name(self) -> str:
@@ -66,38 +71,96 @@ MAPPER_INTEGRATIONS = QueueSpec(
 )
 # Parked orders wait for an operator; like every queue of ours it has its ``.dead`` queue.
 MAPPER_PARKED = QueueSpec("mapper.orders.parked", delivery_limit=None)
-# One queue for everything that changes a sale's state keeps cause before effect: the ERP can
-# only confirm a sale it saw announced, so the announcement is always queued first. A single
-# active consumer keeps that order with several ledger replicas (two consumers could otherwise
-# hold a sale's announcement and its confirmation at the same time, in either order).
-LEDGER_SALES = QueueSpec(
-    "ledger.sales",
-    (
-        ("mapper.events", "sale.pending_review"),
-        ("erp.events", "sale.confirm"),
-        ("erp.events", "sale.discard"),
-        ("ingest.events", "order.cancelled"),
-        ("ingest.events", "order.partially_refunded"),
-        ("ingest.events", "privacy.request"),
-    ),
-    single_active=True,
+# The sales stream is sharded by store: ``ledger.sales.<k>`` for k in 0..LEDGER_SHARDS-1, each with
+# a single active consumer. Everything that changes a sale's state keeps cause before effect:
+# - a store's announcements, cancellations, partial refunds and privacy requests carry the header
+#   ``ledger-shard: <k>`` (set by ``shared.messaging.envelope`` from the store id) and reach
+#   exactly one shard through the headers exchange ``ledger.shards``, bound to our exchanges by
+#   routing key (exchange-to-exchange bindings), so one store's messages keep their order in one
+#   queue, consumed by one replica at a time;
+# - the ERP's ``sale.confirm``/``sale.discard`` carry only a sale id: they wait in
+#   ``ledger.erp`` (single active consumer: the ERP's decisions keep their order). A decision
+#   about a sale the ledger already holds is handled there (the sale's row lock orders it with
+#   the shard's work); one about a sale not yet known is sent on to every shard, behind the
+#   announcement it may be about (services/ledger/shards.py).
+# Changing the number of shards: drain, then switch (docs/performance.md, "Adding a shard").
+SHARD_EXCHANGE = "ledger.shards"
+# Not "x-...": a headers exchange ignores binding arguments named x-* when it matches.
+SHARD_HEADER = "ledger-shard"
+# A message with ``ledger-probe: every`` reaches every shard (a decision about a sale not yet known).
+PROBE_HEADER = "ledger-probe"
+PROBE_EVERY = "every"
+SHARD_ROUTES: tuple[tuple[str, str], ...] = (
+    ("mapper.events", "sale.pending_review"),
+    ("ingest.events", "order.cancelled"),
+    ("ingest.events", "order.partially_refunded"),
+    ("ingest.events", "privacy.request"),
 )
+ERP_ROUTES: tuple[tuple[str, str], ...] = (
+    ("erp.events", "sale.confirm"),
+    ("erp.events", "sale.discard"),
+)
+DEFAULT_SHARDS = 4
+
+
+@functools.cache
+def shard_count() -> int:
+    """``LEDGER_SHARDS`` (the same for every service: publishers pick the shard, the ledger owns it)."""
+    count = int(os.environ.get("LEDGER_SHARDS", DEFAULT_SHARDS))
+    if not 1 <= count <= 64:
+        raise ValueError(f"LEDGER_SHARDS must be between 1 and 64, not {count}")
+    return count
+
+
+def shard_of(store_id: int, shards: int | None = None) -> int:
+    """The shard of a store: a stable hash, so that consecutive store ids spread evenly."""
+    return zlib.crc32(str(store_id).encode()) % (shards or shard_count())
+
+
+def ledger_shard(k: int) -> QueueSpec:
+    return QueueSpec(f"ledger.sales.{k}", single_active=True, shard=k)
+
+
+def shard_binding(k: int) -> dict[str, Any]:
+    """The arguments binding shard ``k`` to ``SHARD_EXCHANGE``: its store's messages, and probes."""
+    return {"x-match": "any", SHARD_HEADER: str(k), PROBE_HEADER: PROBE_EVERY}
+
+
+def ledger_shards(shards: int | None = None) -> tuple[QueueSpec, ...]:
+    return tuple(ledger_shard(k) for k in range(shards or shard_count()))
+
+
+LEDGER_SHARDS = ledger_shards()
+LEDGER_ERP = QueueSpec("ledger.erp", ERP_ROUTES, single_active=True)
 
 QUEUES: tuple[QueueSpec, ...] = (
     INGEST_WEBHOOKS,
     MAPPER_ORDERS,
     MAPPER_INTEGRATIONS,
     MAPPER_PARKED,
-    LEDGER_SALES,
+    LEDGER_ERP,
+    *LEDGER_SHARDS,
 )
 
 __all__ = [
+    "ERP_ROUTES",
     "EXCHANGES",
     "INGEST_WEBHOOKS",
-    "LEDGER_SALES",
+    "LEDGER_ERP",
+    "LEDGER_SHARDS",
     "MAPPER_INTEGRATIONS",
     "MAPPER_ORDERS",
     "MAPPER_PARKED",
+    "PROBE_EVERY",
+    "PROBE_HEADER",
     "QUEUES",
+    "SHARD_EXCHANGE",
+    "SHARD_HEADER",
+    "SHARD_ROUTES",
     "QueueSpec",
+    "ledger_shard",
+    "ledger_shards",
+    "shard_binding",
+    "shard_count",
+    "shard_of",
 ]

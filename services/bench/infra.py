@@ -35,8 +35,10 @@ from services import system
 from shared.db import migrate
 from shared.settings import Settings
 
-BENCH_VHOST = "nuvem-ledger-bench"
-BENCH_DB = "nuvem_ledger_bench"
+# BENCH_NAME keeps one run apart from another on a shared machine (a CI smoke test, say).
+_SUFFIX = "".join(c for c in os.environ.get("BENCH_NAME", "") if c.isalnum())
+BENCH_VHOST = "nuvem-ledger-bench" + (f"-{_SUFFIX}" if _SUFFIX else "")
+BENCH_DB = "nuvem_ledger_bench" + (f"_{_SUFFIX}" if _SUFFIX else "")
 SIM_SECRET = "bench-client-secret"  # noqa: S105 - the simulator's, for signing webhooks
 BENCH_LINK_SECRET = "bench-connect-link-secret"  # noqa: S105 - the bench signs no link
 
@@ -104,6 +106,7 @@ class Process:
     popen: subprocess.Popen[bytes]
     port: int
     peak_rss_mb: float = 0.0
+    rss_now_mb: float = 0.0
 
     def sample_rss(self) -> None:
         try:
@@ -113,6 +116,8 @@ class Process:
         for line in status.splitlines():
             if line.startswith("VmHWM:"):
                 self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
+            elif line.startswith("VmRSS:"):
+                self.rss_now_mb = int(line.split()[1]) / 1024
 
     def stop(self) -> None:
         self.sample_rss()
@@ -179,6 +184,7 @@ class Cluster:
     env: dict[str, str]
     simulator: Process
     services: dict[str, Process] = field(default_factory=dict)
+    poll_interval_s: float = 3600.0
 
     @property
     def sim_url(self) -> str:
@@ -197,8 +203,17 @@ class Cluster:
             process.stop()
 
 
-async def start_cluster(amqp_url: str, database_url: str, key: str, log_dir: Path) -> Cluster:
-    """Start the simulator and the services; ``log_dir`` (existing) receives their output."""
+async def start_cluster(
+    amqp_url: str,
+    database_url: str,
+    key: str,
+    log_dir: Path,
+    *,
+    ledger_replicas: int = 1,
+    poll_interval_s: float = 3600.0,
+) -> Cluster:
+    """Start the simulator and the services (the ledger ``ledger_replicas`` times, as
+    "ledger", "ledger-2", ...); ``log_dir`` (existing) receives their output."""
     sim_port = free_port()
     base_env = {
         k: v
@@ -222,7 +237,8 @@ async def start_cluster(amqp_url: str, database_url: str, key: str, log_dir: Pat
         sim_port,
         log_dir,
     )
-    ports = {name: free_port() for name in ("ingest", "mapper", "ledger")}
+    names = ["ingest", "mapper", "ledger", *(f"ledger-{n}" for n in range(2, ledger_replicas + 1))]
+    ports = {name: free_port() for name in names}
     env = base_env | {
         "AMQP_URL": amqp_url,
         "DATABASE_URL": database_url,
@@ -236,7 +252,7 @@ async def start_cluster(amqp_url: str, database_url: str, key: str, log_dir: Pat
         "MAPPER_HTTP_PORT": str(ports["mapper"]),
         "LEDGER_HTTP_PORT": str(ports["ledger"]),
         "HTTP_HOST": "127.0.0.1",
-        "POLL_INTERVAL_SECONDS": "3600",
+        "POLL_INTERVAL_SECONDS": str(poll_interval_s),
         "LOG_LEVEL": "WARNING",
     }
     settings = Settings(
@@ -247,10 +263,12 @@ async def start_cluster(amqp_url: str, database_url: str, key: str, log_dir: Pat
         connect_link_secret=SecretStr(BENCH_LINK_SECRET),
         nuvemshop_api_url=env["NUVEMSHOP_API_URL"],
     )
-    cluster = Cluster(settings, env, simulator)
+    cluster = Cluster(settings, env, simulator, poll_interval_s=poll_interval_s)
     await wait_http(f"{cluster.sim_url}/_sim/health", simulator)
     for name, port in ports.items():
-        cluster.services[name] = _spawn(name, ["run", name], env, port, log_dir)
+        service = name.split("-", maxsplit=1)[0]
+        own = env | {f"{service.upper()}_HTTP_PORT": str(port)}
+        cluster.services[name] = _spawn(name, ["run", service], own, port, log_dir)
     for name, port in ports.items():
         await wait_http(f"http://127.0.0.1:{port}/readyz", cluster.services[name])
     return cluster
@@ -288,6 +306,10 @@ class SimControl:
 
     async def pay(self, store_id: int, order_id: int) -> None:
         await self._call("POST", f"/stores/{store_id}/orders/{order_id}/pay", {"notify": False})
+
+    async def counters(self) -> dict[str, dict[str, Any]]:
+        """The simulator's request counters by store id (as text)."""
+        return {str(k): v for k, v in (await self._call("GET", "/counters"))["stores"].items()}
 
     async def throttled(self) -> int:
         table = (await self._call("GET", "/counters"))["stores"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from services.ingest.handlers import (
     now,
     order_id_of,
 )
+from services.ingest.schedule import poll_slot_delay
 from services.ingest.tokens import TokenCipher
 from shared.logging import get_logger
 from shared.messaging import Broker
@@ -295,7 +297,8 @@ class Poller:
             await self.publisher.flush()
         if result.outcome == "ok" and result.published:
             await db.mark_synced(self.pool, fresh.store_id, end)
-            await db.schedule_poll(self.pool, fresh.store_id, self.interval_s)
+            delay = poll_slot_delay(fresh.store_id, self.interval_s, time.time())
+            await db.schedule_poll(self.pool, fresh.store_id, delay)
         elif result.outcome == "ok":
             await db.schedule_poll(self.pool, fresh.store_id, min(self.interval_s, 30.0))
         log.info(

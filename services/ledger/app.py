@@ -1,4 +1,5 @@
-"""Composition root of the ledger: the sales consumer and the outbox relay."""
+"""Composition root of the ledger: the ERP decisions' consumer, the sales shards' consumers
+(shared between the replicas), the ops routes and the outbox relay."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from services.ledger import opsapi
 from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
 from services.ledger.migrations import MIGRATIONS
+from services.ledger.shards import ShardAssigner
 from services.ledger.trace import record_refusals
 from shared.consumer import BatchConsumer, BatchResult, Handler, Incoming
 from shared.contracts import (
@@ -26,10 +28,20 @@ from shared.messaging import Envelope
 from shared.metering import body_of, metered, metered_dead_letters
 from shared.metrics import ServiceMetrics
 from shared.opsapi import add_ops_routes, ops_token
-from shared.runtime import Service
-from shared.topology import LEDGER_SALES
+from shared.runtime import Context, Service
+from shared.supervisor import Loop
+from shared.topology import LEDGER_ERP, ledger_shard, shard_count
 
 log = get_logger(__name__)
+
+KINDS: tuple[type[Message], ...] = (
+    SalePendingReview,
+    SaleConfirm,
+    SaleDiscard,
+    OrderCancelled,
+    OrderPartiallyRefunded,
+    PrivacyRequest,
+)
 
 
 def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]], None]:
@@ -74,39 +86,42 @@ class LedgerService(Service):
     schema = SCHEMA
     migrations = MIGRATIONS
 
-    def consumers(self) -> list[BatchConsumer]:
-        ctx = self.ctx
-        kinds: tuple[type[Message], ...] = (
-            SalePendingReview,
-            SaleConfirm,
-            SaleDiscard,
-            OrderCancelled,
-            OrderPartiallyRefunded,
-            PrivacyRequest,
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.shards = shard_count()
+        self.assigner = ShardAssigner(
+            self.ctx.settings.database_url, self.shards, self.shard_consumer
         )
-        models = {m.routing_key: m for m in kinds}
-        return [
-            BatchConsumer(
-                broker=ctx.broker,
-                pool=ctx.pool,
-                schema=SCHEMA,
-                queue=LEDGER_SALES.name,
-                models=models,
-                handler=noting_refusals(
-                    metered(
-                        SaleHandler(ctx.pool, amqp_url=ctx.settings.amqp_url),
-                        counter(ctx.metrics),
-                    ),
-                    ctx.pool,
-                ),
-                metrics=ctx.metrics,
-                publisher=ctx.publisher,
-                batch_size=ctx.settings.batch_size,
-                batch_wait_ms=ctx.settings.batch_wait_ms,
-                max_retries=ctx.settings.max_retries,
-                on_dead_letter=metered_dead_letters(refuse_malformed, counter(ctx.metrics)),
-            )
-        ]
+
+    def consumers(self) -> list[BatchConsumer]:
+        # The ERP's decisions: one active consumer among the replicas keeps their order.
+        return [self._consumer(LEDGER_ERP.name, None)]
+
+    def shard_consumer(self, k: int) -> BatchConsumer:
+        return self._consumer(ledger_shard(k).name, k)
+
+    def _consumer(self, queue: str, shard: int | None) -> BatchConsumer:
+        ctx = self.ctx
+        handler = SaleHandler(
+            ctx.pool, shard=shard, shards=self.shards, amqp_url=ctx.settings.amqp_url
+        )
+        return BatchConsumer(
+            broker=ctx.broker,
+            pool=ctx.pool,
+            schema=SCHEMA,
+            queue=queue,
+            models={m.routing_key: m for m in KINDS},
+            handler=noting_refusals(metered(handler, counter(ctx.metrics)), ctx.pool),
+            metrics=ctx.metrics,
+            publisher=ctx.publisher,
+            batch_size=ctx.settings.batch_size,
+            batch_wait_ms=ctx.settings.batch_wait_ms,
+            max_retries=ctx.settings.max_retries,
+            on_dead_letter=metered_dead_letters(refuse_malformed, counter(ctx.metrics)),
+        )
+
+    def loops(self) -> dict[str, Loop]:
+        return super().loops() | {"ledger-shards": self.assigner.run}
 
     def add_routes(self, app: web.Application) -> None:
         add_ops_routes(

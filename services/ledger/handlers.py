@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from services.ledger import bulk, domain, refunds
+from services.ledger import bulk, domain, refunds, shards
 from services.ledger.adapters import postgres as db
 from services.ledger.privacy import handle_privacy, redact_queues
 from shared.consumer import BatchResult, Incoming
@@ -70,27 +70,56 @@ def refusal(
 
 
 class SaleHandler:
-    """Consumes ``ledger.sales``: announcements, ERP confirmations and discards, cancellations."""
+    """Consumes a sales shard ``ledger.sales.<shard>`` (announcements, cancellations, privacy
+    requests, and the ERP decisions sent on to every shard), or, with ``shard`` None, the ERP's
+    decisions in ``ledger.erp`` (``services/ledger/shards.py``)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, amqp_url: str | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        shard: int | None = None,
+        shards: int = 1,
+        *,
+        amqp_url: str | None = None,
+    ) -> None:
         self.pool = pool
-        self.amqp_url = amqp_url  # where its dead queue is redacted (LGPD)
+        self.shard = shard
+        self.shards = shards
+        self.amqp_url = amqp_url  # where its dead queues are redacted (LGPD)
 
     async def __call__(self, batch: list[Incoming]) -> BatchResult:
         envs: list[Envelope] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await claim(conn, SCHEMA, [i.message_id for i in batch])
+            ids = [shards.inbox_id(i, ERP_KEYS, self.shard) for i in batch]
+            fresh = await claim(conn, SCHEMA, ids)
             todo: list[Incoming] = []
-            for incoming in batch:
-                if incoming.message_id not in fresh:
+            for incoming, key in zip(batch, ids, strict=True):
+                if key not in fresh:
                     log.info("redelivered message skipped", message_id=incoming.message_id)
                     continue
-                fresh.discard(incoming.message_id)
+                fresh.discard(key)
                 todo.append(incoming)
+            if self.shard is None:
+                todo, probes = await shards.known_or_probe(conn, todo, ERP_KEYS, self.shards)
+                envs += probes
+            else:
+                todo = await self._owned(conn, todo, self.shard)
             for kind, run in groupby(todo, key=lambda i: type(i.message)):
                 envs += await self._run(conn, kind, list(run))
             staged = await stage(conn, SCHEMA, envs)
         return BatchResult([None] * len(batch), staged)
+
+    async def _owned(self, conn: Conn, todo: list[Incoming], shard: int) -> list[Incoming]:
+        """Drop the ERP probes that another shard acts on (``services/ledger/shards.py``)."""
+        erp = [i for i in todo if i.routing_key in ERP_KEYS]
+        if not erp or self.shards == 1:
+            return todo
+        # A sale announced in this very batch is this shard's (its store is routed here).
+        here = {i.message.sale_id for i in todo if isinstance(i.message, SalePendingReview)}
+        unsure = [i for i in erp if _sale_of(i) not in here]
+        acting = await shards.mine(conn, unsure, _sale_of, shard, self.shards)
+        acting |= {i.message_id for i in erp if _sale_of(i) in here}
+        return [i for i in todo if i.routing_key not in ERP_KEYS or i.message_id in acting]
 
     async def _run(self, conn: Conn, kind: type, run: list[Incoming]) -> list[Envelope]:
         """A stretch of one kind of message: set-based when it pays, else one by one."""
@@ -182,7 +211,7 @@ class SaleHandler:
         if isinstance(message, PrivacyRequest):
             person = await handle_privacy(conn, message)
             if self.amqp_url is not None:
-                await redact_queues(self.amqp_url, message, person)
+                await redact_queues(self.amqp_url, message, person, self.shard)
             return []
         if isinstance(message, OrderPartiallyRefunded):
             structlog.contextvars.bind_contextvars(
@@ -344,6 +373,12 @@ class SaleHandler:
         )
         key = correlation(sale.store_id, sale.order_id)
         return [envelope(message, message_id=f"sale.cancelled:{sale.sale_id}", correlation_id=key)]
+
+
+def _sale_of(incoming: Incoming) -> str:
+    message = incoming.message
+    assert isinstance(message, SaleConfirm | SaleDiscard)
+    return message.sale_id
 
 
 async def refuse_malformed(

@@ -24,7 +24,7 @@ from shared.documents import normalize_document
 from shared.logging import get_logger
 from shared.privacy import REDACTED, Person, detail_scrubber, person_values, scrub, scrub_bytes
 from shared.queues import rewrite_messages
-from shared.topology import LEDGER_SALES
+from shared.topology import LEDGER_ERP, ledger_shard
 
 log = get_logger(__name__)
 
@@ -144,8 +144,12 @@ async def _scrub_outbox_and_exports(conn: Conn, store_id: int, person: Person | 
         )
 
 
-async def redact_queues(url: str, request: PrivacyRequest, person: Person | None) -> int:
-    """The store's (or the person's) dead-lettered messages, rewritten without the person."""
+async def redact_queues(
+    url: str, request: PrivacyRequest, person: Person | None, shard: int | None
+) -> int:
+    """The store's (or the person's) dead-lettered messages, rewritten without the person: in
+    the dead queue of the store's shard (``shard``, where the request arrived) and of the ERP's
+    decisions."""
     if request.kind == "data_request":
         return 0
     prefix = f"{request.store_id}:"
@@ -158,13 +162,15 @@ async def redact_queues(url: str, request: PrivacyRequest, person: Person | None
             return False
         return person is None or person.concerns(body)
 
-    return await rewrite_messages(
-        url,
-        LEDGER_SALES.dead_name,
-        concerns,
-        lambda b: scrub_bytes(b, person),
-        detail_scrubber(person),
-    )
+    queues = [LEDGER_ERP.dead_name]
+    if shard is not None:
+        queues.insert(0, ledger_shard(shard).dead_name)
+    rewritten = 0
+    for queue in queues:
+        rewritten += await rewrite_messages(
+            url, queue, concerns, lambda b: scrub_bytes(b, person), detail_scrubber(person)
+        )
+    return rewritten
 
 
 async def export_part(conn: Executor, request_id: str) -> dict[str, Any] | None:

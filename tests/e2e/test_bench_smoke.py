@@ -28,6 +28,15 @@ KEYS = (
     "floor_unbatched_per_s",
     "rss_mb",
     "poll_orders_per_s_large_catalog",
+    "steady_many_stores_p50_ms",
+    "steady_many_stores_p99_ms",
+    "flash_sale_seconds",
+    "flash_sale_requests",
+    "flash_sale_429",
+    "stores_connected",
+    "poll_cycle_seconds",
+    "ledger_replicas",
+    "floor_two_hop_batched_per_s",
 )
 
 
@@ -47,9 +56,9 @@ def test_quick_bench_reports_every_figure() -> None:
     missing = [k for k in KEYS if k not in figures]
     assert not missing, missing
     for key in KEYS:
-        if key not in {"rss_mb", "throttled_429"}:
+        if key not in {"rss_mb", "throttled_429", "flash_sale_429"}:
             assert figures[key] > 0, (key, figures[key])
     assert figures["throttled_429"] == 0
-    assert set(figures["rss_mb"]) == {"ingest", "mapper", "ledger"}
+    assert set(figures["rss_mb"]) == {"ingest", "mapper", "ledger", "ledger-2"}
     assert all(mb > 0 for mb in figures["rss_mb"].values())
     assert "(a) poll path" in done.stderr  # progress is shown while it runs

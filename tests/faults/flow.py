@@ -43,12 +43,18 @@ from services.simulator.webhooks import send_webhook
 from shared.contracts import SaleConfirm
 from shared.link import Link, Subscription
 from shared.messaging import Broker, PublishError, envelope
+from shared.topology import shard_count, shard_of
 from tests.faults import workdir
 
 SERVICES = ("ingest", "mapper", "ledger")
 ERP_QUEUE = "test.erp.pending"
 PROCESSED = re.compile(
     r'^nuvem_ledger_messages_total\{[^}]*outcome="processed"[^}]*\} (\S+)$', re.M
+)
+
+SHARD_WORK = re.compile(
+    r'^nuvem_ledger_messages_total\{outcome="processed",queue="ledger\.sales\.\d+"\} (\S+)$',
+    re.M,
 )
 
 
@@ -82,7 +88,10 @@ class Erp:
 
     async def start(self) -> None:
         async def declare(channel: AbstractChannel) -> None:
-            queue = await channel.declare_queue(ERP_QUEUE, durable=True)
+            # Quorum, like ours: on a cluster a classic queue dies with its node.
+            queue = await channel.declare_queue(
+                ERP_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+            )
             exchange = await channel.declare_exchange(
                 "mapper.events", aio_pika.ExchangeType.TOPIC, durable=True
             )
@@ -163,6 +172,7 @@ class Flow:
         direct_database_url: str | None = None,
         poll_interval_s: float = 4.0,
         extra_env: dict[str, str] | None = None,
+        ledgers: int = 1,
     ) -> None:
         self.amqp_url = amqp_url  # what the services use (maybe through a proxy)
         self.database_url = database_url
@@ -170,20 +180,24 @@ class Flow:
         self.direct_database_url = direct_database_url or database_url
         self.poll_interval_s = poll_interval_s
         self.extra_env = extra_env or {}
+        # Ledger replicas beyond the first run as children "ledger-2", "ledger-3", ...
+        self.names = [*SERVICES, *(f"ledger-{n}" for n in range(2, ledgers + 1))]
         self.key = generate_key()
         self.children: dict[str, Child] = {}
         self.simulator: Simulator | None = None
         self.erp = Erp(self.direct_amqp_url)
         self.logs = Path(tempfile.mkdtemp(prefix="nuvem-ledger-faults-"))
         self.http = aiohttp.ClientSession()
-        self.samples: dict[str, list[tuple[float, float]]] = {name: [] for name in SERVICES}
+        self.samples: dict[str, list[tuple[float, float]]] = {name: [] for name in self.names}
+        # Most messages each child processed from the sales shards (a ledger replica's own work).
+        self.shard_work: dict[str, float] = dict.fromkeys(self.names, 0.0)
         self._sampling: asyncio.Task[None] | None = None
 
     # --- start and stop -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.simulator = await start_simulator(rate_limit=True, time_scale=0.001)
-        for name in SERVICES:
+        for name in self.names:
             self.children[name] = self._spawn(name)
         for child in self.children.values():
             await self.wait_ready(child, within=60)
@@ -213,12 +227,13 @@ class Flow:
         )
 
     def _spawn(self, name: str) -> Child:
+        service = name.split("-", maxsplit=1)[0]
         port = workdir.free_port()
         log = self.logs / f"{name}.log"
-        env = self.env() | {f"{name.upper()}_HTTP_PORT": str(port)}
+        env = self.env() | {f"{service.upper()}_HTTP_PORT": str(port)}
         with log.open("ab") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", name],
+                [sys.executable, "-m", "services.cli", "run", service],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -301,7 +316,13 @@ class Flow:
                         text = await reply.text()
                     total = sum(float(v) for v in PROCESSED.findall(text))
                     self.samples[name].append((time.monotonic(), total))
+                    work = sum(float(v) for v in SHARD_WORK.findall(text))
+                    self.shard_work[name] = max(self.shard_work[name], work)
             await asyncio.sleep(0.1)
+
+    def most_processed(self, name: str) -> float:
+        """The highest processed count ``name`` showed (a restarted process counts from zero)."""
+        return max((value for _, value in self.samples[name]), default=0.0)
 
     def first_progress_after(self, moment: float) -> dict[str, float | None]:
         """Per service: seconds from ``moment`` until its processed count first moved.
@@ -415,6 +436,18 @@ class Flow:
 
     def diagnosis(self) -> str:
         return "\n".join(f"--- {name}\n{c.output(25)}" for name, c in self.children.items())
+
+
+def stores_on_every_shard(first: int, per_shard: int) -> list[int]:
+    """Store ids from ``first`` on, ``per_shard`` of them on each ledger shard."""
+    found: dict[int, list[int]] = {k: [] for k in range(shard_count())}
+    for store in itertools.count(first):
+        home = found[shard_of(store)]
+        if len(home) < per_shard:
+            home.append(store)
+        if all(len(v) == per_shard for v in found.values()):
+            break
+    return sorted(s for v in found.values() for s in v)
 
 
 _SHORT = aiohttp.ClientTimeout(total=2)

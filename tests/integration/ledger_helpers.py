@@ -49,13 +49,16 @@ from shared.contracts import (
 from shared.messaging import amqp_message, correlation, envelope
 from shared.runtime import Running, start_service
 from shared.settings import Settings
+from shared.topology import LEDGER_ERP, LEDGER_SHARDS
 from tests.harness import Observer, Seen, System, start_system
 from tests.integration import helpers
 
 SALE_DATE = dt.date(2026, 1, 2)
 CONFIRMER = "erp-user-9"
 SELLER = "erp-user-1"
-LEDGER_QUEUE = "ledger.sales"
+LEDGER_QUEUES = (LEDGER_ERP.name, *(spec.name for spec in LEDGER_SHARDS))
+# The ERP's messages wait in ledger.erp: a malformed one is dead-lettered there.
+LEDGER_DEAD = LEDGER_ERP.dead_name
 
 _order_ids = itertools.count(int(uuid.uuid4().int % 9_000) * 100_000 + 10_000_000)
 
@@ -320,12 +323,12 @@ class Ledger(Tables):
             await connection.close()
 
     async def take_dead(self, count: int, within: float = 10.0) -> list[AbstractIncomingMessage]:
-        """Take (and acknowledge) ``count`` messages off ``ledger.sales.dead``, then what is left."""
+        """Take (and acknowledge) ``count`` messages off ``ledger.erp.dead``, then what is left."""
         taken: list[AbstractIncomingMessage] = []
         connection = await aio_pika.connect(self.amqp_url)
         try:
             channel = await connection.channel()
-            queue = await channel.get_queue(f"{LEDGER_QUEUE}.dead", ensure=False)
+            queue = await channel.get_queue(LEDGER_DEAD, ensure=False)
             deadline = time.monotonic() + within
             while True:
                 message = await queue.get(no_ack=True, fail=False)
@@ -373,10 +376,13 @@ class Ledger(Tables):
     def processed(self, running: Running | None = None) -> float:
         """Messages the (given) ledger instance has consumed and processed so far."""
         metrics = (running or self.system.services["ledger"]).ctx.metrics
-        value = metrics.registry.get_sample_value(
-            "nuvem_ledger_messages_total", {"queue": LEDGER_QUEUE, "outcome": "processed"}
-        )
-        return 0.0 if value is None else float(value)
+        total = 0.0
+        for queue in LEDGER_QUEUES:
+            value = metrics.registry.get_sample_value(
+                "nuvem_ledger_messages_total", {"queue": queue, "outcome": "processed"}
+            )
+            total += 0.0 if value is None else float(value)
+        return total
 
 
 LEDGER_MODELS: dict[str, type[Message]] = {

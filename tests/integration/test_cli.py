@@ -329,7 +329,7 @@ async def test_orders_rejected_and_dead_list(
         run_cli("orders", "rejected", "--json", env=env, cwd=tmp_path),
         run_cli("orders", "rejected", "--store-id", "12", "--json", env=env, cwd=tmp_path),
         run_cli("dead", "list", "mapper.orders.dead", "--json", env=env, cwd=tmp_path),
-        run_cli("dead", "list", "ledger.sales.dead", "--json", env=env, cwd=tmp_path),
+        run_cli("dead", "list", "ledger.erp.dead", "--json", env=env, cwd=tmp_path),
     )
     assert ok_json(rejected) == []
     assert ok_json(rejected_store) == []

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from services.simulator.listing import MISSING
+from shared.topology import LEDGER_ERP, LEDGER_SHARDS
 from tests.harness import System
 from tests.integration.ingest_helpers import first_poll_done
 from tests.integration.test_fuzz_webhooks import queue_depth, record_figures
@@ -27,7 +28,12 @@ from tests.integration.test_fuzz_webhooks import queue_depth, record_figures
 STORE = 734_001
 BATCHES = 6
 PER_BATCH = 12
-DEAD = ("ingest.webhooks.dead", "mapper.orders.dead", "ledger.sales.dead")
+DEAD = (
+    "ingest.webhooks.dead",
+    "mapper.orders.dead",
+    LEDGER_ERP.dead_name,
+    *(q.dead_name for q in LEDGER_SHARDS),
+)
 
 # Raw JSON the simulator's writer could never produce (nesting up to 900 levels: past what orjson
 # writes, under what Python's json reads; deeper answers are unreadable, like a maintenance page,

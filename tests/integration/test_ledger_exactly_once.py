@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -21,6 +21,7 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.ledger.app import LedgerService
 from services.ledger.handlers import SCHEMA, SaleHandler
 from shared.consumer import BatchResult, decode
 from shared.contracts import Message, OrderCancelled, SaleConfirm, SaleDiscard, SalePendingReview
@@ -28,11 +29,11 @@ from shared.db import create_pool
 from shared.messaging import Broker, correlation, envelope
 from shared.runtime import Running
 from shared.settings import Settings
+from shared.topology import LEDGER_ERP, ledger_shard, shard_count, shard_of
 from tests import infra
 from tests.harness import Observer
 from tests.integration.ledger_helpers import (
     LEDGER_MODELS,
-    LEDGER_QUEUE,
     Ledger,
     Rows,
     Tables,
@@ -53,9 +54,11 @@ CANCELLED_AT = dt.datetime(2026, 1, 3, 9, 0, tzinfo=dt.UTC)
 
 
 async def _inbox(ledger: Ledger, *message_ids: str) -> int:
+    """How many of ``message_ids`` the inbox holds (an ERP message once per shard's copy)."""
     return int(
         await ledger.pool.fetchval(
-            "SELECT count(*) FROM ledger.inbox WHERE message_id = ANY($1::text[])",
+            "SELECT count(DISTINCT split_part(message_id, '@shard', 1)) FROM ledger.inbox"
+            " WHERE split_part(message_id, '@shard', 1) = ANY($1::text[])",
             list(message_ids),
         )
     )
@@ -143,6 +146,7 @@ async def test_crash_between_commit_and_ack_posts_nothing_twice(settings: Settin
         )
         await erp.publish(envelope(confirm, message_id="erp-confirm-1", correlation_id=key))
 
+        shard = shard_of(STORE)
         # The doomed instance: takes both messages, commits through the real handler, then its
         # connection is gone before any ack (and before the fast-path publish).
         connection = await aio_pika.connect(settings.amqp_url)
@@ -150,16 +154,23 @@ async def test_crash_between_commit_and_ack_posts_nothing_twice(settings: Settin
         try:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=10)
-            queue = await channel.get_queue(LEDGER_QUEUE, ensure=False)
 
             async def take(delivery: AbstractIncomingMessage) -> None:
                 deliveries.append(delivery)
 
-            await queue.consume(take)  # manual acks, none of which will ever be sent
+            # Manual acks, none of which will ever be sent: the announcement from its store's
+            # shard, the confirmation from ledger.erp.
+            for name in (ledger_shard(shard).name, LEDGER_ERP.name):
+                await (await channel.get_queue(name, ensure=False)).consume(take)
             await wait_until(lambda: _gte(len(deliveries), 2), what="both deliveries")
-            result = await SaleHandler(pool)([decode(d, LEDGER_MODELS) for d in deliveries])
-            assert result.outcomes == [None, None]
-            assert [s.envelope.routing_key for s in result.staged] == ["sale.confirmed"]
+            by_key = {d.routing_key: decode(d, LEDGER_MODELS) for d in deliveries}
+            kept = await SaleHandler(pool, shard=shard, shards=shard_count())(
+                [by_key["sale.pending_review"]]
+            )
+            decided = await SaleHandler(pool, shards=shard_count())([by_key["sale.confirm"]])
+            assert kept.outcomes == decided.outcomes == [None]
+            staged = [s.envelope.routing_key for s in (*kept.staged, *decided.staged)]
+            assert staged == ["sale.confirmed"]
         finally:
             await connection.close()
         assert await pool.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox") == 1
@@ -215,7 +226,32 @@ async def _ledgers(settings: Settings, mode: str) -> tuple[Ledger, list[Running]
     system = await start_ledger(settings.model_copy(update={"batch_size": batch_size}))
     runnings = [system.services["ledger"]]
     runnings += [await start_second_ledger(system) for _ in range(instances - 1)]
+    await wait_until(_settled(runnings), what="the shards shared between the instances")
     return Ledger(system), runnings
+
+
+def _assigned(running: Running) -> list[int]:
+    service = running.service
+    assert isinstance(service, LedgerService)
+    return service.assigner.assigned
+
+
+def _settled(runnings: list[Running]) -> Callable[[], Awaitable[bool]]:
+    """Every shard consumed by exactly one instance, each instance holding some."""
+
+    async def check() -> bool:
+        held = [_assigned(r) for r in runnings]
+        flat = sorted(k for shards in held for k in shards)
+        return flat == list(range(shard_count())) and all(held)
+
+    return check
+
+
+def _on_queue(running: Running, queue: str) -> float:
+    value = running.ctx.metrics.registry.get_sample_value(
+        "nuvem_ledger_messages_total", {"queue": queue, "outcome": "processed"}
+    )
+    return 0.0 if value is None else float(value)
 
 
 async def _stop_first_if_asked(ledger: Ledger, runnings: list[Running], mode: str) -> None:
@@ -286,6 +322,14 @@ async def test_ten_concurrent_identical_confirmations_post_once(
             assert await ledger.status(sale.sale_id) == "confirmed"
             assert await ledger.on_hand(STORE, plate) == 8
             assert await ledger.on_hand(STORE, cup) == 9
+        if len(runnings) == 2 and not MODES[mode][2]:
+            # The store's shard is one instance's: it kept the 4 announcements, the other
+            # instance none of them (the confirmations wait in ledger.erp).
+            home = shard_of(STORE)
+            owner = next(r for r in runnings if home in _assigned(r))
+            other = next(r for r in runnings if r is not owner)
+            queue = ledger_shard(home).name
+            assert (_on_queue(owner, queue), _on_queue(other, queue)) == (4.0, 0.0)
     finally:
         await _stop(ledger, runnings)
 

@@ -2,7 +2,7 @@
 
 A refusal is ``ledger.events / sale.confirmation_refused`` with a short ``reason`` and a
 ``detail``; it posts nothing, and a sale that was pending review stays so and can be confirmed
-correctly afterwards. Malformed ERP messages are also dead-lettered to ``ledger.sales.dead``
+correctly afterwards. Malformed ERP messages are also dead-lettered to ``ledger.erp.dead``
 with their reason in the headers, and never block the queue.
 """
 

@@ -20,7 +20,7 @@ import orjson
 from services.cli import deadletters
 from shared.contracts import EXCHANGES, SaleConfirm
 from shared.messaging import declare_topology
-from shared.topology import QUEUES, QueueSpec
+from shared.topology import QUEUES, SHARD_EXCHANGE, QueueSpec, shard_binding
 from tests import infra
 from tests.harness import System
 from tests.integration.helpers import (
@@ -78,8 +78,11 @@ async def _assert_queue(
     bindings = await management_get(
         infrastructure, amqp_url, f"queues/{{vhost}}/{_name(spec.name)}/bindings"
     )
-    bound = {(b["source"], b["routing_key"]) for b in bindings if b["source"]}
+    bound = {(b["source"], b["routing_key"]) for b in bindings if b["source"] != SHARD_EXCHANGE}
+    bound.discard(("", spec.name))  # the default exchange's binding
     assert bound == set(spec.bindings), spec.name
+    by_header = [b["arguments"] for b in bindings if b["source"] == SHARD_EXCHANGE]
+    assert by_header == ([] if spec.shard is None else [shard_binding(spec.shard)]), spec.name
 
 
 # --- topology -----------------------------------------------------------------------------------
@@ -239,7 +242,7 @@ async def test_malformed_erp_messages_are_refused_and_dead_lettered(system: Syst
         assert seen.body["detail"]
         assert seen.type == "sale.confirmation_refused.v1"
 
-    dead = await take(url, "ledger.sales.dead", count=2)
+    dead = await take(url, "ledger.erp.dead", count=2)
     by_id = {d.message_id: d for d in dead}
     assert set(by_id) == {"erp-bad-1", "erp-bad-2"}
     assert by_id["erp-bad-1"].body == missing_confirmed_by
@@ -266,7 +269,7 @@ async def test_confirming_an_unknown_sale_is_refused(system: System) -> None:
     await system.ledger_settled()
     assert system.observer.of("sale.confirmed") == []
     # A refusal is an answer, not a failure: nothing is dead-lettered.
-    assert await take(system.settings.amqp_url, "ledger.sales.dead", count=0, within=0) == []
+    assert await take(system.settings.amqp_url, "ledger.erp.dead", count=0, within=0) == []
 
 
 async def test_a_redelivered_or_republished_order_becomes_one_sale(system: System) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contracts import ALL_MESSAGES, EXCHANGES
-from shared.topology import QUEUES
+from shared.topology import QUEUES, SHARD_EXCHANGE, SHARD_ROUTES, shard_binding
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
 VHOST = "/"
@@ -41,12 +41,12 @@ def test_only_known_sections() -> None:
 
 def test_exchanges_match_contracts() -> None:
     exchanges = _definitions()["exchanges"]
-    assert sorted(e["name"] for e in exchanges) == sorted(EXCHANGES)
+    assert sorted(e["name"] for e in exchanges) == sorted([*EXCHANGES, SHARD_EXCHANGE])
     for exchange in exchanges:
         assert exchange == {
             "name": exchange["name"],
             "vhost": VHOST,
-            "type": "topic",
+            "type": "headers" if exchange["name"] == SHARD_EXCHANGE else "topic",
             "durable": True,
             "auto_delete": False,
             "internal": False,
@@ -69,21 +69,37 @@ def test_queues_match_topology_exactly() -> None:
 
 
 def test_bindings_match_topology() -> None:
-    bindings = _definitions()["bindings"]
+    bindings = [b for b in _definitions()["bindings"] if b["source"] != SHARD_EXCHANGE]
     found = sorted(
         (b["source"], b["routing_key"], b["destination"])
         for b in bindings
-        if b["vhost"] == VHOST and b["destination_type"] == "queue" and b["arguments"] == {}
+        if b["vhost"] == VHOST and b["arguments"] == {}
     )
-    assert len(found) == len(bindings), "every binding is to a queue of vhost / without arguments"
+    assert len(found) == len(bindings), "every binding is on vhost / without arguments"
     expected = sorted((ex, key, spec.name) for spec in QUEUES for ex, key in spec.bindings)
-    assert found == expected
+    expected += [(ex, key, SHARD_EXCHANGE) for ex, key in SHARD_ROUTES]
+    assert found == sorted(expected)
+    kinds = {b["destination"]: b["destination_type"] for b in bindings}
+    assert {d for d, kind in kinds.items() if kind == "exchange"} == {SHARD_EXCHANGE}
+
+
+def test_shards_are_bound_by_their_header() -> None:
+    shards = [b for b in _definitions()["bindings"] if b["source"] == SHARD_EXCHANGE]
+    found = sorted((b["destination"], b["destination_type"], b["arguments"]) for b in shards)
+    expected = [
+        ("queue", spec.name, shard_binding(spec.shard)) for spec in QUEUES if spec.shard is not None
+    ]
+    assert found == sorted((name, kind, args) for kind, name, args in expected)
 
 
 def test_bindings_name_real_messages() -> None:
     # A binding for a routing key no message model has would be a typo that silently drops
     # messages; every message the ERP sends us must reach a queue.
-    bound = {(b["source"], b["routing_key"]) for b in _definitions()["bindings"]}
+    bound = {
+        (b["source"], b["routing_key"])
+        for b in _definitions()["bindings"]
+        if b["source"] != SHARD_EXCHANGE  # a headers exchange: no routing key
+    }
     messages = {(m.exchange, m.routing_key) for m in ALL_MESSAGES}
     assert bound <= messages
     assert {

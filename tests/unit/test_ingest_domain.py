@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.ingest import schedule as domain
 from services.ingest.domain import (
     APP_UNINSTALLED,
     LGPD_EVENTS,
@@ -686,3 +687,34 @@ def test_a_number_too_large_to_write_in_cents_is_malformed(value: object) -> Non
 
     with pytest.raises(MalformedOrder, match="too large"):
         decimal_of(value, "total")
+
+
+# --- poll slots (issue 13: thousands of stores, polls spread over the interval) ------------------
+
+
+@given(
+    store_id=st.integers(min_value=1, max_value=10**9),
+    interval=st.floats(min_value=1, max_value=3600),
+    now=st.floats(min_value=0, max_value=10**9),
+)
+def test_the_next_poll_is_at_the_stores_slot_within_one_interval_and_a_bit(
+    store_id: int, interval: float, now: float
+) -> None:
+    delay = domain.poll_slot_delay(store_id, interval, now)
+    assert domain.SLOT_EARLIEST * interval - 1e-6 <= delay <= (1 + domain.SLOT_EARLIEST) * interval
+    # Polled on time at its slot, the store's next slot is exactly one interval later.
+    at = now + delay
+    assert abs(domain.poll_slot_delay(store_id, interval, at) - interval) < 1e-3 * interval + 1e-6
+
+
+def test_two_thousand_stores_are_spread_evenly_over_the_interval() -> None:
+    interval = 60.0
+    slots = [
+        (domain.poll_slot_delay(s, interval, 0.0)) % interval for s in range(7_000_000, 7_002_000)
+    ]
+    per_second = [0] * 60
+    for slot in slots:
+        per_second[int(slot) % 60] += 1
+    # 2,000 stores over 60 s is 33 a second on average: no second holds twice that.
+    assert max(per_second) < 2 * 2000 / 60
+    assert min(per_second) > 0
