@@ -219,6 +219,11 @@ async def test_a_redacted_customer_loses_the_addresses_everywhere(system: System
     store = 780_051
     order = make_order(store, 1)
     address = {"street": "Rua Augusta", "number": "1500", "city": "São Paulo"}
+
+    def leaks(value: object) -> bool:
+        text = "" if value is None else str(value)
+        return any(part in text for part in address.values())
+
     order = order.model_copy(
         update={
             "customer": order.customer.model_copy(update={"address": Address(**address)}),
@@ -245,7 +250,8 @@ async def test_a_redacted_customer_loses_the_addresses_everywhere(system: System
             store,
         )
         assert row is not None
-        return row["billing"] in (None, "null") and row["shipping"] in (None, "null")
+        # Redacted in place (shared/privacy.py): the places stay, none of the person's values.
+        return not any(leaks(row[k]) for k in ("billing", "shipping"))
 
     assert await wait_until(forgotten, True)
 
@@ -257,9 +263,9 @@ async def test_a_redacted_customer_loses_the_addresses_everywhere(system: System
             store,
         )
         assert row is not None
-        return (row["billing"], row["customer_address"], row["shipping_address"])
+        return any(leaks(row[k]) for k in ("billing", "customer_address", "shipping_address"))
 
-    assert await wait_until(mapper_forgot, (None, None, None)) == (None, None, None)
+    assert await wait_until(mapper_forgot, False) is False
 
 
 async def test_a_store_connected_again_is_announced_enabled(system: System) -> None:
