@@ -255,7 +255,7 @@ async def test_a_redacted_customer_loses_the_addresses_everywhere(system: System
 
     assert await wait_until(forgotten, True)
 
-    async def mapper_forgot() -> tuple[object, ...]:
+    async def mapper_forgot() -> bool:
         row = await mapper_pool.fetchrow(
             "SELECT c.address AS billing, s.customer_address, s.shipping_address"
             " FROM mapper.sales s JOIN mapper.customers c ON c.id = s.customer_id"
