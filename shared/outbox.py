@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -310,3 +311,24 @@ async def claim(conn: Conn, schema: str, message_ids: list[str]) -> set[str]:
         message_ids,
     )
     return {r["message_id"] for r in rows}
+
+
+async def rewrite_store_outbox(
+    conn: Conn, schema: str, store_id: int, rewrite: Callable[[bytes], bytes]
+) -> int:
+    """Rewrites the bodies of ``schema``'s unpublished messages about ``store_id`` (LGPD
+    redaction: ``rewrite`` drops the person); returns how many changed."""
+    rows = await conn.fetch(
+        f"SELECT id, body FROM {schema}.outbox WHERE correlation_id = $1 OR correlation_id LIKE $2",
+        str(store_id),
+        f"{store_id}:%",
+    )
+    changed = 0
+    for row in rows:
+        body = rewrite(row["body"])
+        if body != row["body"]:
+            await conn.execute(
+                f"UPDATE {schema}.outbox SET body = $2 WHERE id = $1", row["id"], body
+            )
+            changed += 1
+    return changed

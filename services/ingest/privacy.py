@@ -18,6 +18,7 @@ import orjson
 from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.logging import get_logger
+from shared.outbox import rewrite_store_outbox
 from shared.privacy import REDACTED, Person, detail_scrubber, scrub_bytes
 from shared.queues import rewrite_messages
 from shared.topology import INGEST_WEBHOOKS
@@ -94,17 +95,9 @@ async def _redact(conn: Conn, request: PrivacyRequest) -> None:
         whole_store,
     )
     person = person_of(request)
-    rows = await conn.fetch(
-        "SELECT id, body FROM ingest.outbox WHERE correlation_id = $1 OR correlation_id LIKE $2",
-        str(request.store_id),
-        f"{request.store_id}:%",
+    await rewrite_store_outbox(
+        conn, "ingest", request.store_id, lambda body: scrub_bytes(body, person)
     )
-    for row in rows:
-        scrubbed = scrub_bytes(row["body"], person)
-        if scrubbed != row["body"]:
-            await conn.execute(
-                "UPDATE ingest.outbox SET body = $2 WHERE id = $1", row["id"], scrubbed
-            )
 
 
 async def redact_queues(url: str, request: PrivacyRequest) -> int:

@@ -22,6 +22,7 @@ from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
+from shared.outbox import rewrite_store_outbox
 from shared.privacy import REDACTED, Person, detail_scrubber, person_values, scrub, scrub_bytes
 from shared.queues import rewrite_messages
 from shared.topology import LEDGER_ERP, ledger_shard
@@ -117,17 +118,7 @@ async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
 
 
 async def _scrub_outbox_and_exports(conn: Conn, store_id: int, person: Person | None) -> None:
-    rows = await conn.fetch(
-        "SELECT id, body FROM ledger.outbox WHERE correlation_id = $1 OR correlation_id LIKE $2",
-        str(store_id),
-        f"{store_id}:%",
-    )
-    for row in rows:
-        scrubbed = scrub_bytes(row["body"], person)
-        if scrubbed != row["body"]:
-            await conn.execute(
-                "UPDATE ledger.outbox SET body = $2 WHERE id = $1", row["id"], scrubbed
-            )
+    await rewrite_store_outbox(conn, "ledger", store_id, lambda body: scrub_bytes(body, person))
     exports = await conn.fetch(
         "SELECT request_id, part::text AS part FROM ledger.privacy_exports WHERE store_id = $1",
         store_id,
