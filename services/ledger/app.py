@@ -9,20 +9,12 @@ import asyncpg
 from aiohttp import web
 
 from services.ledger import opsapi
-from services.ledger.handlers import SCHEMA, SaleHandler, refuse_malformed
+from services.ledger.adapters import postgres
+from services.ledger.handlers import LEDGER, SCHEMA, refuse_malformed, sales_handler
 from services.ledger.migrations import MIGRATIONS
 from services.ledger.shards import ShardAssigner
 from services.ledger.trace import record_refusals
 from shared.consumer import BatchConsumer, BatchResult, Handler, Incoming
-from shared.contracts import (
-    Message,
-    OrderCancelled,
-    OrderPartiallyRefunded,
-    PrivacyRequest,
-    SaleConfirm,
-    SaleDiscard,
-    SalePendingReview,
-)
 from shared.logging import get_logger
 from shared.messaging import Envelope
 from shared.metering import body_of, metered, metered_dead_letters
@@ -31,17 +23,9 @@ from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import Context, Service
 from shared.supervisor import Loop
 from shared.topology import LEDGER_ERP, ledger_shard, shard_count
+from shared.unitofwork import consumer
 
 log = get_logger(__name__)
-
-KINDS: tuple[type[Message], ...] = (
-    SalePendingReview,
-    SaleConfirm,
-    SaleDiscard,
-    OrderCancelled,
-    OrderPartiallyRefunded,
-    PrivacyRequest,
-)
 
 
 def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]], None]:
@@ -101,23 +85,16 @@ class LedgerService(Service):
         return self._consumer(ledger_shard(k).name, k)
 
     def _consumer(self, queue: str, shard: int | None) -> BatchConsumer:
-        ctx = self.ctx
-        handler = SaleHandler(
-            ctx.pool, shard=shard, shards=self.shards, amqp_url=ctx.settings.amqp_url
-        )
-        return BatchConsumer(
-            broker=ctx.broker,
-            pool=ctx.pool,
-            schema=SCHEMA,
-            queue=queue,
-            models={m.routing_key: m for m in KINDS},
-            handler=noting_refusals(metered(handler, counter(ctx.metrics)), ctx.pool),
-            metrics=ctx.metrics,
-            publisher=ctx.publisher,
-            batch_size=ctx.settings.batch_size,
-            batch_wait_ms=ctx.settings.batch_wait_ms,
-            max_retries=ctx.settings.max_retries,
-            on_dead_letter=metered_dead_letters(refuse_malformed, counter(ctx.metrics)),
+        ctx, count = self.ctx, counter(self.ctx.metrics)
+        begin = postgres.begin(ctx.pool, amqp_url=ctx.settings.amqp_url, shard=shard)
+        handler = metered(sales_handler(begin, shard, self.shards), count)
+        return consumer(
+            ctx,
+            SCHEMA,
+            queue,
+            LEDGER,
+            noting_refusals(handler, ctx.pool),
+            on_dead_letter=metered_dead_letters(refuse_malformed, count),
         )
 
     def loops(self) -> dict[str, Loop]:

@@ -28,65 +28,105 @@ from collections.abc import Callable
 
 import asyncpg
 
-from shared.consumer import BatchConsumer, Incoming
-from shared.db import Conn
+from services.ledger.answers import ERP_KEYS
+from services.ledger.ports import LedgerUnitOfWork
+from shared.consumer import BatchConsumer
+from shared.contracts import Message, SalePendingReview
 from shared.logging import get_logger
 from shared.messaging import Envelope
+from shared.subscribers import Received
 from shared.topology import PROBE_EVERY, PROBE_HEADER, SHARD_EXCHANGE, shard_of
+from shared.unitofwork import Admit, InboxId
 
 log = get_logger(__name__)
 
 LOCK_CLASS = 0x1ED6  # advisory lock namespace of ledger replicas (first key of the two-key form)
 MAX_SLOTS = 256
 TICK_S = 0.5
-UNOWNED_RETENTION = "7 days"
 
 
-def inbox_id(incoming: Incoming, erp_keys: frozenset[str], shard: int | None) -> str:
+def inbox_id(shard: int | None) -> InboxId:
     """The inbox key of a delivery: a probe reaches every shard, each claims its own copy."""
-    if shard is not None and incoming.routing_key in erp_keys:
-        return f"{incoming.message_id}@shard{shard}"
-    return incoming.message_id
+
+    def key(received: Received[Message]) -> str:
+        if shard is not None and received.routing_key in ERP_KEYS:
+            return f"{received.message_id}@shard{shard}"
+        return received.message_id
+
+    return key
+
+
+def admit(shard: int | None, shards: int) -> Admit[LedgerUnitOfWork]:
+    """What a consumer acts on after its inbox: in ``ledger.erp`` the decisions about known
+    sales (the others are probed); in a shard, the probes it owns."""
+
+    async def erp(
+        uow: LedgerUnitOfWork, todo: list[Received[Message]]
+    ) -> tuple[list[Received[Message]], list[Envelope]]:
+        return await known_or_probe(uow, todo, shards)
+
+    if shard is None:
+        return erp
+    mine_k = shard
+
+    async def owned(
+        uow: LedgerUnitOfWork, todo: list[Received[Message]]
+    ) -> tuple[list[Received[Message]], list[Envelope]]:
+        return await _owned(uow, todo, mine_k, shards), []
+
+    return owned
 
 
 async def known_or_probe(
-    conn: Conn, todo: list[Incoming], erp_keys: frozenset[str], shards: int
-) -> tuple[list[Incoming], list[Envelope]]:
+    uow: LedgerUnitOfWork, todo: list[Received[Message]], shards: int
+) -> tuple[list[Received[Message]], list[Envelope]]:
     """In ``ledger.erp``: the messages to handle here, and a probe for each decision about a sale
     not known yet (staged in the outbox with the batch, so sent exactly once)."""
-    erp = [i for i in todo if i.routing_key in erp_keys]
+    erp = [r for r in todo if r.routing_key in ERP_KEYS]
     if shards == 1 or not erp:
         return todo, []
-    ids = list({_sale_id(i) for i in erp})
-    rows = await conn.fetch("SELECT sale_id FROM ledger.sales WHERE sale_id = ANY($1::text[])", ids)
-    known = {r["sale_id"] for r in rows}
-    later = [i for i in erp if _sale_id(i) not in known]
+    known = await uow.sales.owners(list({_sale_of(r) for r in erp}))
+    later = [r for r in erp if _sale_of(r) not in known]
     if later:
         log.info("decisions about sales not known yet sent to every shard", count=len(later))
     probes = [
         Envelope(
             exchange=SHARD_EXCHANGE,
-            routing_key=i.routing_key,
-            body=i.delivery.body,
-            message_id=i.message_id,
-            type=i.delivery.type or f"{i.routing_key}.v1",
-            correlation_id=i.delivery.correlation_id,
+            routing_key=r.routing_key,
+            body=r.body,
+            message_id=r.message_id,
+            type=r.type or f"{r.routing_key}.v1",
+            correlation_id=r.correlation_id,
             headers={PROBE_HEADER: PROBE_EVERY},
         )
-        for i in later
+        for r in later
     ]
-    waiting = {i.message_id for i in later}
-    return [i for i in todo if i.message_id not in waiting], probes
+    waiting = {r.message_id for r in later}
+    return [r for r in todo if r.message_id not in waiting], probes
 
 
-def _sale_id(incoming: Incoming) -> str:
-    sale_id = getattr(incoming.message, "sale_id", None)
-    assert isinstance(sale_id, str)
-    return sale_id
+async def _owned(
+    uow: LedgerUnitOfWork, todo: list[Received[Message]], shard: int, shards: int
+) -> list[Received[Message]]:
+    """Drop the ERP probes that another shard acts on."""
+    erp = [r for r in todo if r.routing_key in ERP_KEYS]
+    if not erp or shards == 1:
+        return todo
+    # A sale announced in this very batch is this shard's (its store is routed here).
+    here = {_sale_of(r) for r in todo if r.routing_key == SalePendingReview.routing_key}
+    unsure = [r for r in erp if _sale_of(r) not in here]
+    acting = await mine(uow, unsure, shard, shards)
+    acting |= {r.message_id for r in erp if _sale_of(r) in here}
+    return [r for r in todo if r.routing_key not in ERP_KEYS or r.message_id in acting]
+
+
+def _sale_of(received: Received[Message]) -> str:
+    """The sale an ERP decision (or an announcement) names."""
+    return str(getattr(received.message, "sale_id", ""))
 
 
 async def mine(
-    conn: Conn, erp: list[Incoming], sale_of: Callable[[Incoming], str], shard: int, shards: int
+    uow: LedgerUnitOfWork, erp: list[Received[Message]], shard: int, shards: int
 ) -> set[str]:
     """The message ids among the ERP probes ``erp`` that this shard acts on.
 
@@ -96,31 +136,14 @@ async def mine(
     for an unknown sale means refusing it, exactly once.
     """
     if shards == 1 or not erp:
-        return {i.message_id for i in erp}
-    ids = list({sale_of(i) for i in erp})
-    rows = await conn.fetch(
-        "SELECT sale_id, store_id FROM ledger.sales WHERE sale_id = ANY($1::text[])", ids
-    )
-    owner = {r["sale_id"]: shard_of(r["store_id"], shards) for r in rows}
-    acting = {i.message_id for i in erp if owner.get(sale_of(i)) == shard}
-    unknown = [i.message_id for i in erp if sale_of(i) not in owner]
+        return {r.message_id for r in erp}
+    stores = await uow.sales.owners(list({_sale_of(r) for r in erp}))
+    owner = {sale_id: shard_of(store, shards) for sale_id, store in stores.items()}
+    acting = {r.message_id for r in erp if owner.get(_sale_of(r)) == shard}
+    unknown = [r.message_id for r in erp if _sale_of(r) not in owner]
     if unknown:
-        noted = await conn.fetch(
-            """
-            INSERT INTO ledger.unowned_erp_messages AS u (message_id, shards)
-            SELECT m, ARRAY[$2::int] FROM unnest($1::text[]) AS m
-            ON CONFLICT (message_id) DO UPDATE
-                SET shards = ARRAY(SELECT DISTINCT unnest(u.shards || $2::int))
-            RETURNING message_id, cardinality(shards) AS seen
-            """,
-            unknown,
-            shard,
-        )
-        acting |= {r["message_id"] for r in noted if r["seen"] >= shards}
-        await conn.execute(
-            "DELETE FROM ledger.unowned_erp_messages"
-            f" WHERE noted_at < now() - interval '{UNOWNED_RETENTION}'"
-        )
+        seen = await uow.probes.note(unknown, shard)
+        acting |= {message_id for message_id, count in seen.items() if count >= shards}
     return acting
 
 

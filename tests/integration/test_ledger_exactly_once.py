@@ -21,8 +21,9 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.ledger.adapters import postgres
 from services.ledger.app import LedgerService
-from services.ledger.handlers import SCHEMA, SaleHandler
+from services.ledger.handlers import SCHEMA, sales_handler
 from shared.consumer import BatchResult, decode
 from shared.contracts import Message, OrderCancelled, SaleConfirm, SaleDiscard, SalePendingReview
 from shared.db import create_pool
@@ -164,10 +165,12 @@ async def test_crash_between_commit_and_ack_posts_nothing_twice(settings: Settin
                 await (await channel.get_queue(name, ensure=False)).consume(take)
             await wait_until(lambda: _gte(len(deliveries), 2), what="both deliveries")
             by_key = {d.routing_key: decode(d, LEDGER_MODELS) for d in deliveries}
-            kept = await SaleHandler(pool, shard=shard, shards=shard_count())(
+            kept = await sales_handler(postgres.begin(pool, shard=shard), shard, shard_count())(
                 [by_key["sale.pending_review"]]
             )
-            decided = await SaleHandler(pool, shards=shard_count())([by_key["sale.confirm"]])
+            decided = await sales_handler(postgres.begin(pool), None, shard_count())(
+                [by_key["sale.confirm"]]
+            )
             assert kept.outcomes == decided.outcomes == [None]
             staged = [s.envelope.routing_key for s in (*kept.staged, *decided.staged)]
             assert staged == ["sale.confirmed"]
@@ -345,7 +348,7 @@ async def test_ten_overlapping_transactions_confirming_one_sale_post_once(
     pool = await create_pool(settings.database_url, min_size=1, max_size=12)
     try:
         rows = Rows(pool)
-        handler = SaleHandler(pool)
+        handler = sales_handler(postgres.begin(pool), 0, 1)  # every kind, one shard
         terms = payment("pix", ("60.00", days(0)), ("60.00", days(30)))
         sales = [
             pending_sale(STORE, next_order_id(), [(product_id(), 3, "40.00")]) for _ in range(3)
@@ -449,7 +452,7 @@ async def test_overlapping_confirm_and_cancel_transactions_end_consistent(
     pool = await create_pool(settings.database_url, min_size=1, max_size=20)
     try:
         rows = Rows(pool)
-        handler = SaleHandler(pool)
+        handler = sales_handler(postgres.begin(pool), 0, 1)  # every kind, one shard
         terms = payment("boleto", ("30.00", days(0)), ("50.00", days(30)))
         sales = [
             pending_sale(STORE, next_order_id(), [(product_id(), 2, "30.00"), (product_id(), 1, "20.00")])

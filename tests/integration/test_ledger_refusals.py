@@ -12,7 +12,8 @@ import asyncio
 
 import orjson
 
-from services.ledger.handlers import SaleHandler
+from services.ledger.adapters import postgres
+from services.ledger.handlers import sales_handler
 from shared.contracts import SaleConfirm
 from shared.db import create_pool
 from shared.settings import Settings
@@ -231,7 +232,7 @@ async def test_overlapping_confirmations_cannot_both_take_the_last_units(
     pool = await create_pool(settings.database_url, min_size=1, max_size=20)
     try:
         rows = Rows(pool)
-        handler = SaleHandler(pool)
+        handler = sales_handler(postgres.begin(pool), 0, 1)  # every kind, one shard
         await rows.stock_check_on(STORE)
         pairs = []
         for _ in range(8):
