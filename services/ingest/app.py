@@ -15,14 +15,14 @@ from services.ingest.migrations import MIGRATIONS
 from services.ingest.sync import OrderReader, Poller
 from services.ingest.tokens import TokenCipher, cipher_from_settings
 from services.ingest.trace import TracePruner
-from services.ingest.webhooks import WebhookHandler
+from services.ingest.webhooks import INGEST, Webhooks
 from shared.consumer import BatchConsumer
-from shared.contracts import WebhookReceived
 from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import SECONDS_PER_DAY, Context, Service
 from shared.settings import Settings
 from shared.supervisor import Loop
 from shared.topology import INGEST_WEBHOOKS
+from shared.unitofwork import SessionHandler, consumer
 
 
 class IngestService(Service):
@@ -74,26 +74,14 @@ class IngestService(Service):
 
     def consumers(self) -> list[BatchConsumer]:
         ctx = self.ctx
-        return [
-            BatchConsumer(
-                broker=ctx.broker,
-                pool=ctx.pool,
-                schema=SCHEMA,
-                queue=INGEST_WEBHOOKS.name,
-                models={WebhookReceived.routing_key: WebhookReceived},
-                handler=WebhookHandler(
-                    ctx.pool,
-                    OrderReader(self.client, self.cipher),
-                    ctx.metrics,
-                    amqp_url=ctx.settings.amqp_url,
-                ),
-                metrics=ctx.metrics,
-                publisher=ctx.publisher,
-                batch_size=ctx.settings.batch_size,
-                batch_wait_ms=ctx.settings.batch_wait_ms,
-                max_retries=ctx.settings.max_retries,
-            )
-        ]
+        webhooks = Webhooks(
+            ctx.pool,
+            OrderReader(self.client, self.cipher),
+            ctx.metrics,
+            amqp_url=ctx.settings.amqp_url,
+        )
+        queue = INGEST_WEBHOOKS.name
+        return [consumer(ctx, SCHEMA, queue, INGEST, SessionHandler(INGEST.on(queue), webhooks))]
 
     def loops(self) -> dict[str, Loop]:
         ctx = self.ctx

@@ -20,12 +20,14 @@ from services.ingest.adapters import postgres as db
 from services.ingest.adapters.nuvemshop import ApiUnavailable, CredentialsRevoked, StoreSuspended
 from services.ingest.handlers import SCHEMA, count_import, disable_store, import_orders, now
 from services.ingest.sync import SUSPENDED_PAUSE, OrderReader
-from shared.consumer import BatchResult, Incoming, TransientError
+from shared.consumer import TransientError
 from shared.contracts import PrivacyRequest, WebhookReceived
 from shared.logging import get_logger
 from shared.messaging import envelope
 from shared.metrics import ServiceMetrics
 from shared.outbox import Staged, stage
+from shared.subscribers import Received, Subscribers
+from shared.topology import INGEST_WEBHOOKS
 
 log = get_logger(__name__)
 
@@ -70,7 +72,10 @@ def _skips(hooks: list[WebhookReceived], reason: str) -> list[trace.Seen]:
     return [trace.Seen(s.order_id, trace.SKIPPED, reason) for s in _receipts(hooks)]
 
 
-class WebhookHandler:
+class Webhooks:
+    """What the webhook handler is handed: the pool (it keeps its own transactions, since it
+    talks to the store's API between reading and writing), the API reader and the metrics."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -84,11 +89,10 @@ class WebhookHandler:
         self.metrics = metrics
         self.amqp_url = amqp_url  # where its dead queue is redacted (LGPD)
 
-    async def __call__(self, batch: list[Incoming]) -> BatchResult:
-        by_store: dict[int, list[Incoming]] = defaultdict(list)
-        for incoming in batch:
-            assert isinstance(incoming.message, WebhookReceived)
-            by_store[incoming.message.store_id].append(incoming)
+    async def handle(self, batch: list[Received[WebhookReceived]]) -> list[Staged]:
+        by_store: dict[int, list[Received[WebhookReceived]]] = defaultdict(list)
+        for received in batch:
+            by_store[received.message.store_id].append(received)
         stores = await db.load_stores(self.pool, list(by_store))
         # Stores are independent (each has its own API bucket): one waiting for its rate limit
         # must not hold the others back.
@@ -98,10 +102,10 @@ class WebhookHandler:
                 for store_id, hooks in by_store.items()
             )
         )
-        return BatchResult([None] * len(batch), [s for staged in per_store for s in staged])
+        return [s for staged in per_store for s in staged]
 
     async def _one_store(
-        self, store_id: int, store: db.StoreRecord | None, hooks: list[Incoming]
+        self, store_id: int, store: db.StoreRecord | None, hooks: list[Received[WebhookReceived]]
     ) -> list[Staged]:
         if store is None:
             log.warning(
@@ -109,18 +113,16 @@ class WebhookHandler:
             )
             return []
         staged = await self._privacy(hooks)
-        messages = [h.message for h in hooks if isinstance(h.message, WebhookReceived)]
-        return staged + await self._store_hooks(store, messages)
+        return staged + await self._store_hooks(store, [h.message for h in hooks])
 
-    async def _privacy(self, hooks: list[Incoming]) -> list[Staged]:
+    async def _privacy(self, hooks: list[Received[WebhookReceived]]) -> list[Staged]:
         found = []
-        for incoming in hooks:
-            hook = incoming.message
-            assert isinstance(hook, WebhookReceived)
+        for received in hooks:
+            hook = received.message
             if hook.event in domain.LGPD_EVENTS:
                 log.info("LGPD request received", store_id=hook.store_id, lgpd_event=hook.event)
                 found.append(
-                    (incoming.message_id, hook, privacy_request(hook, incoming.message_id))
+                    (received.message_id, hook, privacy_request(hook, received.message_id))
                 )
         if not found:
             return []
@@ -209,3 +211,15 @@ class WebhookHandler:
         if skipped:
             log.info("webhooks for orders already announced", store_id=store_id, count=skipped)
         return sorted(needed)
+
+
+INGEST = Subscribers[Webhooks]("ingest")
+
+
+@INGEST.own(WebhookReceived, INGEST_WEBHOOKS.name)
+async def handle_webhooks(
+    webhooks: Webhooks, batch: list[Received[WebhookReceived]]
+) -> list[Staged]:
+    """``ingest.webhooks``: per store, what its accepted webhooks ask (no inbox: the orders'
+    claims make a redelivered webhook harmless)."""
+    return await webhooks.handle(batch)
