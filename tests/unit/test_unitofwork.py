@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
 from shared.contracts import Message, SaleConfirm, SaleDiscard
+from shared.delivery import Incoming
 from shared.messaging import Envelope
+from shared.outbox import Staged
 from shared.subscribers import Received, Subscribers, serves
-from shared.unitofwork import MemoryUnitOfWork, UnitOfWorkHandler
+from shared.unitofwork import MemoryUnitOfWork, SessionHandler, UnitOfWorkHandler
 
 
 class Book(MemoryUnitOfWork):
@@ -102,3 +107,30 @@ async def test_a_message_without_its_handler_here_fails_the_batch() -> None:
     book = Book()
     with pytest.raises(LookupError):
         await _handler(book, "test.shard.1").handle(book, [_discard("c", "1")])
+
+
+OWN = Subscribers[list[str]]("test-own")
+
+
+@OWN.own(SaleDiscard, "test.own")
+async def discard_alone(seen: list[str], run: list[Received[SaleDiscard]]) -> list[Staged]:
+    seen += [r.message.sale_id for r in run]
+    return [Staged(len(seen), _env(f"discarded:{r.message.sale_id}")) for r in run]
+
+
+async def test_handlers_with_their_own_transactions_get_their_session() -> None:
+    seen: list[str] = []
+    delivery = cast(
+        "AbstractIncomingMessage",
+        SimpleNamespace(correlation_id="c", body=b"{}", type="sale.discard.v1", headers={}),
+    )
+    batch = [
+        Incoming(SaleDiscard(sale_id=s, discarded_by="u"), f"m-{s}", "sale.discard", delivery)
+        for s in ("a", "b")
+    ]
+    result = await SessionHandler(OWN.on("test.own"), seen)(batch)
+    assert seen == ["a", "b"]
+    assert result.outcomes == [None, None]
+    assert [s.envelope.message_id for s in result.staged] == ["discarded:a", "discarded:b"]
+    with pytest.raises(ValueError, match="SessionHandler"):
+        UnitOfWorkHandler(OWN.on("test.own"), _handler(Book()).begin)  # type: ignore[arg-type, type-var]
