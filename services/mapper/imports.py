@@ -3,7 +3,7 @@
 One path for every batch, a batch of one included. ``import_orders`` takes a run of
 ``order.paid`` / ``order.invalid`` messages in the order they arrived and:
 
-1. reads once what the batch depends on (``ImportStore.snapshot``: which of its orders already
+1. reads once what the batch depends on (``ports.Imports.snapshot``: which of its orders already
    have a sale, the settings of its stores, the stores switched off; then the stored products its
    lines could match, and the stock of those in stores with the stock check);
 2. decides every message in arrival order, purely (``triage``), exactly as if each had been
@@ -15,8 +15,8 @@ One path for every batch, a batch of one included. ``import_orders`` takes a run
 4. returns what to publish, in arrival order: ``sale.pending_review``, or ``sale.rejected`` and
    the parked copy of the message (``mapper.orders.parked``).
 
-The rules themselves are pure, in ``rules.py`` and ``domain.py``; the store is a port, so the
-same use case runs on PostgreSQL and, in unit tests, in memory.
+The rules themselves are pure, in ``rules.py`` and ``domain.py``; the store is a port
+(``ports.Imports``), so the same use case runs on PostgreSQL and, in unit tests, in memory.
 """
 
 from __future__ import annotations
@@ -25,84 +25,24 @@ import datetime as dt
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from services.mapper import domain, rules
+from services.mapper.ports import (
+    CustomerKey,
+    Imports,
+    OrderKey,
+    OrderMessage,
+    ProductKey,
+    SkuKey,
+    Snapshot,
+    order_key,
+)
 from shared.contracts import OrderInvalid, OrderPaid, RejectedItem, SaleRejected
 from shared.logging import get_logger
 from shared.messaging import Envelope, correlation, envelope, error_headers
 from shared.topology import MAPPER_PARKED
 
 log = get_logger(__name__)
-
-OrderKey = tuple[int, int]  # store, order
-ProductKey = tuple[int, str]  # store, description
-SkuKey = tuple[int, str]  # store, SKU
-CustomerKey = tuple[int, str, str]  # store, name key, document key
-
-
-@dataclass(frozen=True)
-class Received:
-    """An order message as the use case needs it: the fact, and what a rejection keeps of it."""
-
-    message: OrderPaid | OrderInvalid
-    message_id: str
-    routing_key: str
-    body: bytes
-    type: str | None
-
-    @property
-    def key(self) -> OrderKey:
-        return (self.message.store_id, self.message.order_id)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a batch's decisions read from the store before anything is written."""
-
-    sales: set[OrderKey]  # orders that already have a sale
-    settings: dict[int, rules.StoreRules]  # stores with settings (the rest follow the defaults)
-    disabled: dict[int, str]  # stores switched off, and why
-
-
-class ImportStore(Protocol):
-    """Where the mapper's imports live (``adapters.bulk.PostgresImports``, or in memory)."""
-
-    async def snapshot(self, orders: Collection[OrderKey]) -> Snapshot: ...
-
-    async def products(
-        self, descriptions: Collection[ProductKey], skus: Collection[SkuKey]
-    ) -> tuple[dict[ProductKey, domain.ProductRef], dict[SkuKey, domain.ProductRef]]:
-        """Stored products with these descriptions, and the oldest one with each SKU."""
-        ...
-
-    async def on_hand(self, products: Collection[tuple[int, str]]) -> dict[tuple[int, str], int]:
-        """Stock on hand of (store, product id); absent when the ledger holds none."""
-        ...
-
-    async def customers(
-        self, drafts: Sequence[tuple[int, domain.CustomerDraft]]
-    ) -> dict[CustomerKey, domain.CustomerRef]:
-        """Each draft's customer, created unless one with its key exists (``created`` then)."""
-        ...
-
-    async def create_products(
-        self, drafts: Sequence[tuple[int, domain.ProductDraft]]
-    ) -> dict[ProductKey, domain.ProductRef]:
-        """Each draft's product, created unless one with its description exists by now."""
-        ...
-
-    async def add_sales(
-        self, sales: Sequence[tuple[str, domain.SaleDraft]], resolved: Collection[OrderKey]
-    ) -> set[str]:
-        """Store the sales (a sale whose order has one by now is skipped) and resolve the open
-        rejections of their orders and of ``resolved``; the ids of the sales stored."""
-        ...
-
-    async def reject(self, rejected: SaleRejected, received: Received) -> int:
-        """Record (or refresh) the order's rejection; how many times it has been rejected."""
-        ...
-
 
 # --- deciding, purely ---------------------------------------------------------------------------
 
@@ -111,7 +51,7 @@ class ImportStore(Protocol):
 class Accepted:
     """An order that becomes a sale: its customer drafted, its lines' products planned."""
 
-    received: Received
+    received: OrderMessage
     order: OrderPaid
     customer: domain.CustomerDraft
     plan: rules.ProductPlan
@@ -119,7 +59,7 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Refused:
-    received: Received
+    received: OrderMessage
     rejection: SaleRejected
 
 
@@ -133,7 +73,7 @@ class Triage:
 
 
 def triage(
-    received: Sequence[Received],
+    received: Sequence[OrderMessage],
     snapshot: Snapshot,
     catalogs: Mapping[int, rules.Catalog],
     stock: Mapping[tuple[int, str], int],
@@ -143,7 +83,7 @@ def triage(
     resolved: set[OrderKey] = set()
     accepted: set[OrderKey] = set()
     for item in received:
-        message, key = item.message, item.key
+        message, key = item.message, order_key(item)
         imported = key in snapshot.sales or key in accepted
         if isinstance(message, OrderInvalid):
             if imported:
@@ -189,14 +129,14 @@ def _invalid(message: OrderInvalid) -> SaleRejected:
 
 
 async def import_orders(
-    store: ImportStore, received: Sequence[Received], default_timezone: str
+    store: Imports, received: Sequence[OrderMessage], default_timezone: str
 ) -> list[Envelope]:
     """Import a run of order messages (see the module's docstring); what to publish."""
-    snapshot = await store.snapshot({r.key for r in received})
+    snapshot = await store.snapshot({order_key(r) for r in received})
     fresh = [
         r.message
         for r in received
-        if isinstance(r.message, OrderPaid) and r.key not in snapshot.sales
+        if isinstance(r.message, OrderPaid) and order_key(r) not in snapshot.sales
     ]
     catalogs = await _catalogs(store, fresh, snapshot)
     stock = await _stock(store, catalogs, snapshot)
@@ -217,7 +157,7 @@ async def import_orders(
 
 
 async def _catalogs(
-    store: ImportStore, orders: Sequence[OrderPaid], snapshot: Snapshot
+    store: Imports, orders: Sequence[OrderPaid], snapshot: Snapshot
 ) -> dict[int, rules.Catalog]:
     """Each store's catalog as the batch starts: the stored products its lines could match."""
     match = {
@@ -241,7 +181,7 @@ async def _catalogs(
 
 
 async def _stock(
-    store: ImportStore, catalogs: Mapping[int, rules.Catalog], snapshot: Snapshot
+    store: Imports, catalogs: Mapping[int, rules.Catalog], snapshot: Snapshot
 ) -> dict[tuple[int, str], int]:
     """Stock on hand of every stored product a line could take, in stores with the stock check."""
     wanted = {
@@ -254,7 +194,7 @@ async def _stock(
 
 
 async def _create(
-    store: ImportStore,
+    store: Imports,
     accepted: Sequence[Accepted],
     resolved: Collection[OrderKey],
     zones: Mapping[int, dt.tzinfo],
@@ -317,7 +257,7 @@ def _products(
 # --- rejections ---------------------------------------------------------------------------------
 
 
-async def reject(store: ImportStore, received: Received, rejected: SaleRejected) -> list[Envelope]:
+async def reject(store: Imports, received: OrderMessage, rejected: SaleRejected) -> list[Envelope]:
     """Record ``rejected``; its announcement and the parked copy of the message (SPEC §4)."""
     if rejected.items is not None:
         # Products the sale would have created do not exist: no id to show.

@@ -9,7 +9,6 @@ stored must be the same, up to the ids each run draws.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -17,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.mapper import rules
-from services.mapper.imports import Received, import_orders
+from services.mapper.adapters.memory import MemoryImports, MemoryMapper
+from shared.contracts import Message
 from shared.messaging import Envelope
-from tests.unit.mapper_memory import MemoryImports
+from shared.subscribers import Received
 from tests.unit.test_mapper_domain import item
-from tests.unit.test_mapper_imports import invalid, paid
+from tests.unit.test_mapper_imports import invalid, paid, run
 
 STORES = (1, 2)
 PRODUCTS = ("Pão", "Leite", "Café")
@@ -29,7 +29,7 @@ SKUS = (None, "S1", "S2")
 
 
 @st.composite
-def messages(draw: st.DrawFn) -> Received:
+def messages(draw: st.DrawFn) -> Received[Message]:
     store_id = draw(st.sampled_from(STORES))
     order_id = draw(st.integers(1, 4))
     if draw(st.integers(0, 9)) == 0:
@@ -85,13 +85,14 @@ def worlds(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-def build(world: dict[str, Any]) -> MemoryImports:
-    store = MemoryImports(
-        settings=dict(world["settings"]), disabled=dict.fromkeys(world["disabled"], "switched_off")
-    )
+def build(world: dict[str, Any]) -> MemoryMapper:
+    uow = MemoryMapper()
+    store = uow.tables
+    store.settings |= world["settings"]
+    store.disabled |= dict.fromkeys(world["disabled"], "switched_off")
     for store_id, description, sku, stock in world["catalogue"]:
         store.stock[(store_id, store.add_product(store_id, description, sku))] = stock
-    return store
+    return uow
 
 
 def published(store: MemoryImports, envs: list[Envelope]) -> list[tuple[str, str, Any]]:
@@ -126,11 +127,11 @@ def stored(store: MemoryImports) -> dict[str, Any]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds(), batch=st.lists(messages(), min_size=1, max_size=8))
-def test_a_batch_decides_like_batches_of_one(world: dict[str, Any], batch: list[Received]) -> None:
+def test_a_batch_decides_like_batches_of_one(
+    world: dict[str, Any], batch: list[Received[Message]]
+) -> None:
     together, alone = build(world), build(world)
-    at_once = asyncio.run(import_orders(together, batch, rules.DEFAULT_TIMEZONE))
-    one_by_one: list[Envelope] = []
-    for message in batch:
-        one_by_one += asyncio.run(import_orders(alone, [message], rules.DEFAULT_TIMEZONE))
-    assert published(together, at_once) == published(alone, one_by_one)
-    assert stored(together) == stored(alone)
+    at_once = run(together, *batch)
+    one_by_one = [env for message in batch for env in run(alone, message)]
+    assert published(together.tables, at_once) == published(alone.tables, one_by_one)
+    assert stored(together.tables) == stored(alone.tables)

@@ -5,7 +5,9 @@ of what the batch depends on (its orders' sales, its stores' settings and status
 products its lines could match, the stock of those when a store checks it, an insert of the new
 customers (and a read of the ones that existed), one of the new products (likewise), and one
 statement storing the sales, their lines and resolving the orders' open rejections. Rejections are
-recorded one by one (their attempt counter is per order).
+recorded one by one (their attempt counter is per order). When PostgreSQL refuses an order's
+data itself (``asyncpg.DataError``, ``ProgramLimitExceededError``), the statement raises
+``ports.UnstorableError`` with PostgreSQL's message.
 
 Uniqueness lives in the database: (store, name key, document key) for customers, (store,
 description) for products and (store, order) for sales. Every insert is ``ON CONFLICT DO
@@ -17,18 +19,22 @@ in opposite orders.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+
+import asyncpg
+from pydantic import BaseModel
 
 from services.mapper import domain, rules
-from services.mapper.adapters.postgres import as_json
-from services.mapper.imports import (
+from services.mapper.ports import (
     CustomerKey,
     OrderKey,
+    OrderMessage,
     ProductKey,
-    Received,
     SkuKey,
     Snapshot,
+    UnstorableError,
 )
 from shared.contracts import SaleRejected
 from shared.db import Conn
@@ -90,15 +96,32 @@ _SALES = """
 """
 
 
+def as_json(part: BaseModel | None) -> str | None:
+    """A fact of the order (an address, the store payment) as a jsonb parameter, or NULL."""
+    return part.model_dump_json() if part is not None else None
+
+
+@contextlib.contextmanager
+def _storable() -> Iterator[None]:
+    try:
+        yield
+    except (asyncpg.DataError, asyncpg.ProgramLimitExceededError) as exc:
+        raise UnstorableError(str(exc)) from exc
+
+
 class PostgresImports:
-    """``imports.ImportStore`` on a connection, inside the caller's transaction."""
+    """``ports.Imports`` on a connection, inside the caller's transaction."""
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
 
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        with _storable():
+            return await self.conn.fetch(query, *args)
+
     async def snapshot(self, orders: Collection[OrderKey]) -> Snapshot:
         keys = sorted(orders)
-        rows = await self.conn.fetch(
+        rows = await self._fetch(
             _SNAPSHOT,
             [k[0] for k in keys],
             [k[1] for k in keys],
@@ -120,7 +143,7 @@ class PostgresImports:
         self, descriptions: Collection[ProductKey], skus: Collection[SkuKey]
     ) -> tuple[dict[ProductKey, domain.ProductRef], dict[SkuKey, domain.ProductRef]]:
         described, by_sku = sorted(descriptions), sorted(skus)
-        rows = await self.conn.fetch(
+        rows = await self._fetch(
             _PRODUCTS,
             [k[0] for k in described],
             [k[1] for k in described],
@@ -140,7 +163,7 @@ class PostgresImports:
     async def on_hand(self, products: Collection[tuple[int, str]]) -> dict[tuple[int, str], int]:
         # Stock belongs to the ledger, which exposes its levels as this view (ledger/0001).
         # Filtered on its grouping columns, so the aggregate reads only these stores' products.
-        rows = await self.conn.fetch(
+        rows = await self._fetch(
             "SELECT store_id, product_id, on_hand FROM ledger.stock_on_hand"
             " WHERE store_id = ANY($1::bigint[]) AND product_id = ANY($2::text[])",
             sorted({s for s, _ in products}),
@@ -159,7 +182,7 @@ class PostgresImports:
         by_key = {(store, *d.key): d for store, d in drafts}
         keys = sorted(by_key)
         values = [by_key[k] for k in keys]
-        created = await self.conn.fetch(
+        created = await self._fetch(
             """
             INSERT INTO mapper.customers (store_id, name, name_key, document, document_key,
                 email, mobile_phone, business_phone, address)
@@ -190,7 +213,7 @@ class PostgresImports:
     async def _stored_customers(
         self, keys: list[CustomerKey]
     ) -> dict[CustomerKey, domain.CustomerRef]:
-        rows = await self.conn.fetch(
+        rows = await self._fetch(
             """
             SELECT c.id::text, c.store_id, c.name_key, c.document_key, c.name, c.document,
                    c.mobile_phone, c.business_phone
@@ -219,7 +242,7 @@ class PostgresImports:
         self, drafts: Sequence[tuple[int, domain.ProductDraft]]
     ) -> dict[ProductKey, domain.ProductRef]:
         ordered = sorted(drafts, key=lambda sd: (sd[0], sd[1].description))
-        rows = await self.conn.fetch(
+        rows = await self._fetch(
             """
             INSERT INTO mapper.products (store_id, description, sku, price)
             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[])
@@ -249,7 +272,7 @@ class PostgresImports:
     ) -> set[str]:
         ordered = sorted(sales, key=lambda x: (x[1].store_id, x[1].order_id))
         lines = [(sid, n, line) for sid, s in ordered for n, line in enumerate(s.lines, start=1)]
-        rows = await self.conn.fetch(
+        rows = await self._fetch(
             _SALES,
             [sid for sid, _ in ordered],
             [s.store_id for _, s in ordered],
@@ -278,14 +301,15 @@ class PostgresImports:
         )
         return {r["id"] for r in rows}
 
-    async def reject(self, rejected: SaleRejected, received: Received) -> int:
+    async def reject(self, rejected: SaleRejected, received: OrderMessage) -> int:
         items = (
             [i.model_dump(mode="json") for i in rejected.items]
             if rejected.items is not None
             else None
         )
-        attempts = await self.conn.fetchval(
-            """
+        with _storable():
+            attempts = await self.conn.fetchval(
+                """
             INSERT INTO mapper.rejections AS r
                 (store_id, order_id, reason, detail, items, message_id, routing_key, body)
             VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
@@ -295,13 +319,13 @@ class PostgresImports:
                 attempts = r.attempts + 1, rejected_at = now(), resolved_at = NULL
             RETURNING attempts
             """,
-            rejected.store_id,
-            rejected.order_id,
-            rejected.reason,
-            rejected.detail,
-            json.dumps(items) if items is not None else None,
-            received.message_id,
-            received.routing_key,
-            received.body,
-        )
+                rejected.store_id,
+                rejected.order_id,
+                rejected.reason,
+                rejected.detail,
+                json.dumps(items) if items is not None else None,
+                received.message_id,
+                received.routing_key,
+                received.body,
+            )
         return int(attempts)

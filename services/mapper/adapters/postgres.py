@@ -1,7 +1,10 @@
-"""The mapper's tables as its operator actions read them: products by description, and the
-open rejections (``orders rejected`` / ``orders retry``); ``as_json`` for jsonb parameters.
+"""The mapper's unit of work over PostgreSQL, and its tables as the operator actions read them.
 
-Imports write these tables through ``adapters/bulk.py`` only, the one SQL path of an import.
+``PostgresMapper`` is what the consumers open around a batch (``begin``): the imports'
+set-based statements (``adapters/bulk.py``, the one SQL path of an import), the stores'
+status as ingest announces it, and the LGPD requests (``services/mapper/privacy.py``). The
+operator actions read products by description and the open rejections (``orders rejected`` /
+``orders retry``) here.
 """
 
 from __future__ import annotations
@@ -9,14 +12,66 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+import asyncpg
 
+from services.mapper import privacy
+from services.mapper.adapters.bulk import PostgresImports
+from services.mapper.ports import MapperUnitOfWork
+from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
+from shared.privacy import Person
+from shared.unitofwork import Begin, PostgresUnitOfWork, postgres
+
+SCHEMA = "mapper"
 
 
-def as_json(part: BaseModel | None) -> str | None:
-    """A fact of the order (an address, the store payment) as a jsonb parameter, or NULL."""
-    return part.model_dump_json() if part is not None else None
+class PgStoreStatus:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    async def set(self, store_id: int, *, enabled: bool, reason: str | None) -> None:
+        await self.conn.execute(
+            """
+            INSERT INTO mapper.store_status (store_id, enabled, reason) VALUES ($1, $2, $3)
+            ON CONFLICT (store_id) DO UPDATE SET enabled = excluded.enabled,
+                reason = excluded.reason, changed_at = now()
+            """,
+            store_id,
+            enabled,
+            reason,
+        )
+
+
+class PgPrivacy:
+    def __init__(self, conn: Conn, amqp_url: str | None) -> None:
+        self.conn = conn
+        self.amqp_url = amqp_url  # where the parked and dead queues are redacted
+
+    async def apply(self, request: PrivacyRequest) -> Person | None:
+        return await privacy.handle_privacy(self.conn, request)
+
+    async def redact_queues(self, request: PrivacyRequest, person: Person | None) -> None:
+        if self.amqp_url is not None:
+            await privacy.redact_queues(self.amqp_url, request, person)
+
+
+class PostgresMapper(PostgresUnitOfWork, MapperUnitOfWork):
+    def __init__(self, conn: Conn, *, default_timezone: str, amqp_url: str | None) -> None:
+        super().__init__(conn, SCHEMA)
+        self.imports = PostgresImports(conn)
+        self.stores = PgStoreStatus(conn)
+        self.privacy = PgPrivacy(conn, amqp_url)
+        self.default_timezone = default_timezone
+
+
+def begin(
+    pool: asyncpg.Pool, *, default_timezone: str, amqp_url: str | None = None
+) -> Begin[MapperUnitOfWork]:
+    """A batch's unit of work: a pooled connection, its transaction, the mapper over it."""
+    return postgres(
+        pool,
+        lambda conn: PostgresMapper(conn, default_timezone=default_timezone, amqp_url=amqp_url),
+    )
 
 
 async def find_products(conn: Conn, store_id: int, descriptions: list[str]) -> dict[str, str]:

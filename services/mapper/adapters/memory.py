@@ -1,27 +1,33 @@
-"""The mapper's import store in memory: ``imports.ImportStore`` with PostgreSQL's semantics.
+"""The mapper's unit of work in dicts: the use cases' unit tests run against it, fast.
 
-The same unique keys decide reuse (store + name key + document key for customers, store +
-description for products, store + order for sales), the oldest product with a SKU wins, a sale
-of an order that has one is skipped, and a rejection counts its attempts until a sale resolves
-it. Unit tests run the mapper's use case on it, without a database.
+It keeps the same keys the database does (store + name key + document key for customers, store
++ description for products, store + order for sales), so a use case that would break one breaks
+it here too: the oldest product with a SKU wins, a sale of an order that has one is skipped, a
+rejection counts its attempts until a sale resolves it, and a text holding a NUL character is
+refused as PostgreSQL refuses it (``UnstorableError``). A failed batch leaves nothing behind
+(``MemoryUnitOfWork``).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Collection, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 
 from services.mapper import domain, rules
-from services.mapper.imports import (
+from services.mapper.ports import (
     CustomerKey,
+    MapperUnitOfWork,
     OrderKey,
+    OrderMessage,
     ProductKey,
-    Received,
     SkuKey,
     Snapshot,
+    UnstorableError,
 )
-from shared.contracts import SaleRejected
+from shared.contracts import PrivacyRequest, SaleRejected
+from shared.privacy import Person
+from shared.unitofwork import Begin, Clock, MemoryUnitOfWork, utc_now
 
 
 @dataclass
@@ -43,10 +49,15 @@ class Rejection:
     resolved: bool = False
 
 
+def _storable(*texts: str | None) -> None:
+    if any(t is not None and "\x00" in t for t in texts):
+        raise UnstorableError('invalid byte sequence for encoding "UTF8": 0x00')
+
+
 @dataclass
 class MemoryImports:
-    """Every table of an import, as dicts; ``settings``, ``disabled`` and ``stock`` are set by
-    the test (the operator's and the ledger's parts)."""
+    """Every table of an import, as dicts; ``settings`` and ``stock`` are set by the test (the
+    operator's and the ledger's parts), ``disabled`` by ``MemoryStoreStatus``."""
 
     settings: dict[int, rules.StoreRules] = field(default_factory=dict)
     disabled: dict[int, str] = field(default_factory=dict)
@@ -55,14 +66,15 @@ class MemoryImports:
     products_by_key: dict[ProductKey, Product] = field(default_factory=dict)
     sales: dict[OrderKey, tuple[str, domain.SaleDraft]] = field(default_factory=dict)
     rejections: dict[OrderKey, Rejection] = field(default_factory=dict)
-    _ids: itertools.count[int] = field(default_factory=itertools.count)
+    last_id: int = 0
 
     def _id(self, kind: str) -> str:
-        return f"{kind}-{next(self._ids)}"
+        self.last_id += 1
+        return f"{kind}-{self.last_id}"
 
     def add_product(self, store_id: int, description: str, sku: str | None = None) -> str:
         """A product catalogued by the operator; its id."""
-        product = Product(self._id("product"), store_id, description, sku, next(self._ids))
+        product = Product(self._id("product"), store_id, description, sku, self.last_id)
         self.products_by_key[(store_id, description)] = product
         return product.id
 
@@ -97,6 +109,7 @@ class MemoryImports:
     ) -> dict[CustomerKey, domain.CustomerRef]:
         refs: dict[CustomerKey, domain.CustomerRef] = {}
         for store_id, draft in drafts:
+            _storable(draft.name, draft.email, draft.mobile_phone, draft.business_phone)
             key = (store_id, *draft.key)
             stored = self.customers_by_key.get(key)
             if stored is None:
@@ -118,6 +131,7 @@ class MemoryImports:
     ) -> dict[ProductKey, domain.ProductRef]:
         refs: dict[ProductKey, domain.ProductRef] = {}
         for store_id, draft in drafts:
+            _storable(draft.description, draft.sku)
             key = (store_id, draft.description)
             stored = self.products_by_key.get(key)
             if stored is None:
@@ -145,7 +159,7 @@ class MemoryImports:
         if key in self.rejections:
             self.rejections[key].resolved = True
 
-    async def reject(self, rejected: SaleRejected, received: Received) -> int:
+    async def reject(self, rejected: SaleRejected, received: OrderMessage) -> int:
         key = (rejected.store_id, rejected.order_id)
         items = (
             [i.model_dump(mode="json") for i in rejected.items]
@@ -161,3 +175,50 @@ class MemoryImports:
 
     def open_rejections(self) -> dict[OrderKey, Rejection]:
         return {k: r for k, r in self.rejections.items() if not r.resolved}
+
+
+@dataclass
+class MemoryStoreStatus:
+    imports: MemoryImports
+
+    async def set(self, store_id: int, *, enabled: bool, reason: str | None) -> None:
+        if enabled:
+            self.imports.disabled.pop(store_id, None)
+        else:
+            self.imports.disabled[store_id] = reason or "switched_off"
+
+
+@dataclass
+class MemoryPrivacy:
+    requests: list[PrivacyRequest]
+
+    async def apply(self, request: PrivacyRequest) -> Person | None:
+        self.requests.append(request)
+        return None
+
+    async def redact_queues(self, request: PrivacyRequest, person: Person | None) -> None:
+        """No queues in memory."""
+
+
+class MemoryMapper(MemoryUnitOfWork, MapperUnitOfWork):
+    def __init__(
+        self, default_timezone: str = rules.DEFAULT_TIMEZONE, clock: Clock = utc_now
+    ) -> None:
+        super().__init__(clock)
+        self.tables = MemoryImports()
+        self.imports = self.tables
+        self.stores = MemoryStoreStatus(self.tables)
+        self.privacy_requests: list[PrivacyRequest] = []  # those applied, in order
+        self.privacy = MemoryPrivacy(self.privacy_requests)
+        self.default_timezone = default_timezone
+
+
+def begin(uow: MemoryMapper) -> Begin[MapperUnitOfWork]:
+    """Every batch in ``uow``, undone if it fails."""
+
+    @contextlib.asynccontextmanager
+    async def batch() -> AsyncIterator[MapperUnitOfWork]:
+        async with uow.savepoint():
+            yield uow
+
+    return batch
