@@ -1,4 +1,5 @@
-"""Composition root of the mapper: the order consumer and the outbox relay."""
+"""Composition root of the mapper: its two consumers, as ``handlers`` declares them, the ops
+routes and the outbox relay."""
 
 from __future__ import annotations
 
@@ -9,31 +10,20 @@ import asyncpg
 from aiohttp import web
 
 from services.mapper import opsapi
-from services.mapper.handlers import SCHEMA, OrderHandler
-from services.mapper.integrations import IntegrationHandler
+from services.mapper.adapters import postgres
+from services.mapper.handlers import INTEGRATIONS, MAPPER, ORDERS, SCHEMA
 from services.mapper.migrations import MIGRATIONS
 from services.mapper.trace import record_rejections
 from shared.consumer import BatchConsumer, BatchResult, Handler, Incoming
-from shared.contracts import (
-    IntegrationDisabled,
-    IntegrationEnabled,
-    Message,
-    OrderInvalid,
-    OrderPaid,
-    PrivacyRequest,
-)
 from shared.logging import get_logger
 from shared.messaging import RECEIVED_HEADER, Envelope
 from shared.metering import body_of, header_time, metered
 from shared.metrics import ServiceMetrics
 from shared.opsapi import add_ops_routes, ops_token
 from shared.runtime import Service
-from shared.topology import MAPPER_INTEGRATIONS, MAPPER_ORDERS
+from shared.unitofwork import UnitOfWorkHandler, consumer
 
 log = get_logger(__name__)
-
-MODELS: tuple[type[Message], ...] = (OrderPaid, OrderInvalid, PrivacyRequest)
-STATUS_MODELS: tuple[type[Message], ...] = (IntegrationDisabled, IntegrationEnabled)
 
 
 def counter(metrics: ServiceMetrics) -> Callable[[list[Incoming], list[Envelope]], None]:
@@ -88,40 +78,14 @@ class MapperService(Service):
 
     def consumers(self) -> list[BatchConsumer]:
         ctx = self.ctx
+        begin = postgres.begin(
+            ctx.pool, default_timezone=ctx.settings.sale_timezone, amqp_url=ctx.settings.amqp_url
+        )
+        orders = metered(UnitOfWorkHandler(MAPPER.on(ORDERS), begin), counter(ctx.metrics))
         return [
-            BatchConsumer(
-                broker=ctx.broker,
-                pool=ctx.pool,
-                schema=SCHEMA,
-                queue=MAPPER_ORDERS.name,
-                models={m.routing_key: m for m in MODELS},
-                handler=noting_rejections(
-                    metered(
-                        OrderHandler(
-                            ctx.pool, ctx.settings.sale_timezone, amqp_url=ctx.settings.amqp_url
-                        ),
-                        counter(ctx.metrics),
-                    ),
-                    ctx.pool,
-                ),
-                metrics=ctx.metrics,
-                publisher=ctx.publisher,
-                batch_size=ctx.settings.batch_size,
-                batch_wait_ms=ctx.settings.batch_wait_ms,
-                max_retries=ctx.settings.max_retries,
-            ),
-            BatchConsumer(
-                broker=ctx.broker,
-                pool=ctx.pool,
-                schema=SCHEMA,
-                queue=MAPPER_INTEGRATIONS.name,
-                models={m.routing_key: m for m in STATUS_MODELS},
-                handler=IntegrationHandler(ctx.pool),
-                metrics=ctx.metrics,
-                publisher=ctx.publisher,
-                batch_size=ctx.settings.batch_size,
-                batch_wait_ms=ctx.settings.batch_wait_ms,
-                max_retries=ctx.settings.max_retries,
+            consumer(ctx, SCHEMA, ORDERS, MAPPER, noting_rejections(orders, ctx.pool)),
+            consumer(
+                ctx, SCHEMA, INTEGRATIONS, MAPPER, UnitOfWorkHandler(MAPPER.on(INTEGRATIONS), begin)
             ),
         ]
 

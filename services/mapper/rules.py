@@ -1,10 +1,12 @@
 """The store-dependent rules of an import (SPEC §4, §8), pure: no I/O, no clock.
 
 A store's settings (``StoreRules``) decide how its lines find their products (``plan_products``:
-by exact description, or by SKU first) and which calendar dates its sales (``sale_day``). Two
-reasons keep an order out of the ERP before anything is created: a currency other than reais
-(``currency_rejection``) and a store switched off while the order was in flight
-(``store_disabled_rejection``).
+by exact description, or by SKU first; ``Catalog``: the store's products as a batch of imports
+sees them, those its earlier sales create included) and which calendar dates its sales
+(``sale_day``). Before anything is created an order is kept out (``refusal``), in this order,
+when its store was switched off while it was in flight (``store_disabled_rejection``), when it is
+not in reais (``currency_rejection``) or when it cannot be read as a sale; then, in a store with
+the stock check, when its products lack stock (``shortages``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from services.mapper import domain
 from services.mapper.domain import ProductDraft, ProductRef
 from shared.contracts import OrderPaid, SaleRejected
 
@@ -26,6 +29,7 @@ DEFAULT_TIMEZONE: Final = "America/Sao_Paulo"
 CURRENCY: Final = "BRL"
 UNSUPPORTED_CURRENCY: Final = "unsupported_currency"
 STORE_DISABLED: Final = "store_disabled"
+NEW_PRODUCT: Final = "new:"  # the id prefix of a product a sale would create (it has no id yet)
 
 
 class UnknownTimezoneError(ValueError):
@@ -100,6 +104,23 @@ def store_disabled_rejection(order: OrderPaid, reason: str | None) -> SaleReject
     )
 
 
+def refusal(order: OrderPaid, disabled_reason: str | None) -> SaleRejected | None:
+    """Why the order is kept out before anything is looked up or created, None when nothing keeps
+    it out: its store is off (``disabled_reason`` not None), its currency is not the real, or it
+    cannot be read as a sale (SPEC §4, §8.4), checked in that order."""
+    if disabled_reason is not None:
+        return store_disabled_rejection(order, disabled_reason)
+    currency = currency_rejection(order)
+    if currency is not None:
+        return currency
+    problems = domain.validate_order(order)
+    try:
+        domain.customer_from_order(order)
+    except domain.InvalidOrderError as exc:
+        problems += [p for p in exc.problems if p not in problems]
+    return domain.invalid_order_rejection(order, problems) if problems else None
+
+
 @dataclass(frozen=True, slots=True)
 class ProductPlan:
     """How a sale's distinct lines find their products.
@@ -148,3 +169,56 @@ def resolve_plan(plan: ProductPlan, created: Mapping[str, ProductRef]) -> dict[s
         ref = refs[owner]
         refs[description] = ProductRef(ref.id, ref.description, created=False)
     return refs
+
+
+def new_product(draft: ProductDraft) -> ProductRef:
+    """The stand-in of a product a sale would create, until it exists (``NEW_PRODUCT`` id)."""
+    return ProductRef(
+        id=f"{NEW_PRODUCT}{draft.description}", description=draft.description, created=True
+    )
+
+
+def is_new_product(product_id: str) -> bool:
+    return product_id.startswith(NEW_PRODUCT)
+
+
+@dataclass(slots=True)
+class Catalog:
+    """A store's products as the imports of one batch see them, in the batch's order.
+
+    Starts as the store's stored products that the batch's lines could match (``by_sku``: SKU →
+    the oldest product with it; ``by_description``); each sale accepted adds the products it will
+    create (``add``), under ``new_product`` ids, so a later sale of the batch finds them as it
+    would had the earlier one been imported alone before it.
+    """
+
+    match: ProductMatch = BY_DESCRIPTION
+    by_sku: dict[str, ProductRef] = field(default_factory=dict)
+    by_description: dict[str, ProductRef] = field(default_factory=dict)
+
+    def plan(self, drafts: Sequence[ProductDraft]) -> ProductPlan:
+        return plan_products(drafts, self.match, self.by_sku, self.by_description)
+
+    def add(self, plan: ProductPlan) -> None:
+        """The products ``plan`` creates, as later sales find them (not created by those)."""
+        for draft in plan.create:
+            ref = ProductRef(new_product(draft).id, draft.description, created=False)
+            self.by_description[draft.description] = ref
+            if draft.sku and draft.sku not in self.by_sku:
+                self.by_sku[draft.sku] = ref
+
+
+_NO_CUSTOMER: Final = domain.CustomerRef(
+    id="", name="", document=None, mobile_phone=None, business_phone=None, created=False
+)
+
+
+def shortages(
+    order: OrderPaid, plan: ProductPlan, available: Mapping[str, int]
+) -> list[domain.Shortage]:
+    """SPEC §4's stock check of ``order`` whose lines take the products of ``plan``; ``available``
+    is the stock on hand by product id (a product the sale would create has none)."""
+    refs = resolve_plan(plan, {d.description: new_product(d) for d in plan.create})
+    # Only the lines matter; the customer is not created before the check passes.
+    lines = domain.build_sale(order, _NO_CUSTOMER, refs, None, dt.date.min).lines
+    return domain.check_stock(lines, available)

@@ -1,7 +1,7 @@
-"""SPEC §8 in the mapper, on both of its SQL paths: the per-order one (an order alone in its
-batch) and the set-based one (a batch of ordinary orders, queued before the mapper starts so that
-they arrive together). Product matching by SKU, the store's calendar, the currency and the order
-facts a sale carries must come out the same on both.
+"""SPEC §8 in the mapper, whatever the batch: its one SQL path takes an order alone in its
+batch and a batch of many (queued before the mapper starts so that they arrive together).
+Product matching by SKU, the store's calendar, the currency and the order facts a sale carries
+must come out the same for both.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ CARD = StorePayment(
 Setup = Callable[[asyncpg.Pool], Coroutine[Any, Any, None]]
 
 
-@pytest.fixture(params=["per_order", "set_based"])
+@pytest.fixture(params=["batch_of_one", "batch_of_many"])
 def path(request: pytest.FixtureRequest) -> str:
     value: str = request.param
     return value
@@ -66,7 +66,7 @@ async def system(settings: Settings) -> AsyncIterator[System]:
 
 async def run(system: System, path: str, orders: list[OrderPaid]) -> None:
     """Import ``orders`` by ``path``: together as one batch, or each alone in its own."""
-    if path == "set_based":
+    if path == "batch_of_many":
         for order in orders:
             await publish(system, order)
         running = await add_mapper(system, "mapper")
@@ -77,10 +77,11 @@ async def run(system: System, path: str, orders: list[OrderPaid]) -> None:
         count, messages = batches(running)
         assert (count, messages) == (1, len(orders)), "the orders did not arrive as one batch"
         return
-    await add_mapper(system, "mapper")
+    running = await add_mapper(system, "mapper")
     for order in orders:
         await publish(system, order)
         await pending_sale(system, order)
+    assert batches(running) == (len(orders), len(orders)), "the orders did not arrive alone"
 
 
 def with_facts(order: OrderPaid) -> OrderPaid:
@@ -98,7 +99,10 @@ def with_facts(order: OrderPaid) -> OrderPaid:
 async def test_sku_matching_the_calendar_and_the_facts(
     system: System, path: str, settings: Settings
 ) -> None:
-    store, other = 8_801 if path == "per_order" else 8_802, 8_803 if path == "per_order" else 8_804
+    store, other = (
+        8_801 if path == "batch_of_one" else 8_802,
+        8_803 if path == "batch_of_one" else 8_804,
+    )
     db = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         await store_settings.set_product_match(db, store, "sku")
@@ -182,7 +186,7 @@ async def test_sku_matching_the_calendar_and_the_facts(
 async def test_store_timezone_decides_the_day(
     system: System, path: str, settings: Settings
 ) -> None:
-    store = 8_811 if path == "per_order" else 8_812
+    store = 8_811 if path == "batch_of_one" else 8_812
     db = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     try:
         await store_settings.set_timezone(db, store, "UTC")
@@ -196,10 +200,10 @@ async def test_store_timezone_decides_the_day(
 
 
 async def test_an_order_not_in_reais_is_rejected(system: System, path: str) -> None:
-    store = 8_821 if path == "per_order" else 8_822
+    store = 8_821 if path == "batch_of_one" else 8_822
     usd = make_order(store, 1).model_copy(update={"currency": "USD"})
     brl = make_order(store, 2)
-    if path == "per_order":
+    if path == "batch_of_one":
         await add_mapper(system, "mapper")
         await publish(system, usd)
         await rejection(system, store, 1)

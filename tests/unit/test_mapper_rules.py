@@ -25,13 +25,17 @@ from services.mapper.rules import (
     BY_SKU,
     STORE_DISABLED,
     UNSUPPORTED_CURRENCY,
+    Catalog,
     StoreRules,
     UnknownTimezoneError,
     currency_rejection,
+    is_new_product,
     parse_timezone,
     plan_products,
+    refusal,
     resolve_plan,
     sale_day,
+    shortages,
     store_disabled_rejection,
 )
 from shared.contracts import OrderPaid
@@ -251,3 +255,45 @@ def test_an_order_without_facts_carries_nulls() -> None:
     assert dumped["store_payment"] is None
     assert dumped["shipping_address"] is None
     assert dumped["customer"]["address"] is None
+
+
+# --- what keeps an order out, in order; a batch's catalogue -------------------------------------
+
+
+def test_refusal_checks_the_store_then_the_currency_then_the_order() -> None:
+    broken = order(currency="USD", items=[])
+    off = refusal(broken, "switched_off")
+    assert off is not None
+    assert off.reason == STORE_DISABLED
+    usd = refusal(broken, None)
+    assert usd is not None
+    assert usd.reason == UNSUPPORTED_CURRENCY
+    unreadable = refusal(order(items=[]), None)
+    assert unreadable is not None
+    assert unreadable.reason == "invalid_order"
+    assert unreadable.detail == "order has no items"
+    assert refusal(order(), None) is None
+
+
+def test_a_product_an_earlier_sale_creates_is_found_by_later_ones() -> None:
+    catalog = Catalog(BY_SKU)
+    first = catalog.plan([draft("Camiseta (P, Azul)", "CAM-P-AZ")])
+    assert [d.description for d in first.create] == ["Camiseta (P, Azul)"]
+    catalog.add(first)
+    later = catalog.plan([draft("Camiseta azul P", "CAM-P-AZ"), draft("Camiseta (P, Azul)")])
+    assert later.create == []
+    assert {d: r.description for d, r in later.found.items()} == {
+        "Camiseta azul P": "Camiseta (P, Azul)",
+        "Camiseta (P, Azul)": "Camiseta (P, Azul)",
+    }
+    assert all(is_new_product(r.id) and not r.created for r in later.found.values())
+
+
+def test_shortages_count_a_product_to_create_as_out_of_stock() -> None:
+    paid = order(items=[{"name": "Caneca", "sku": None, "quantity": 2, "unit_price": "5.00"}])
+    plan = plan_products([draft("Caneca")], BY_DESCRIPTION, {}, {})
+    (short,) = shortages(paid, plan, {})
+    assert (short.description, short.requested, short.available) == ("Caneca", 2, 0)
+    assert is_new_product(short.product_id)
+    stocked = plan_products([draft("Caneca")], BY_DESCRIPTION, {}, {"Caneca": ref("p1", "Caneca")})
+    assert shortages(paid, stocked, {"p1": 2}) == []
