@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from services.ledger import domain
 from services.ledger.adapters import postgres as db
 from shared.contracts import Receivable, SaleConfirm, SalePendingReview, StockMovement
@@ -112,8 +114,22 @@ async def post(
     conn: Conn, postings: list[Posting]
 ) -> dict[str, tuple[list[Receivable], list[StockMovement]]]:
     """Receivables, movements out and status changes of every posting, three statements in all."""
+    receivable_rows = await _insert_receivables(conn, postings)
+    movement_rows = await _insert_movements(conn, postings)
+    await _mark_confirmed(conn, postings)
+    result: dict[str, tuple[list[Receivable], list[StockMovement]]] = {
+        p.sale.sale_id: ([], []) for p in postings
+    }
+    for r in sorted(receivable_rows, key=lambda r: r["number"]):
+        result[r["sale_id"]][0].append(db.receivable_of(r))
+    for r in sorted(movement_rows, key=lambda r: r["line_number"]):
+        result[r["sale_id"]][1].append(db.movement_of(r))
+    return result
+
+
+async def _insert_receivables(conn: Conn, postings: list[Posting]) -> list[asyncpg.Record]:
     recv = [(p, i) for p in postings for i in p.installments]
-    receivable_rows = await conn.fetch(
+    return await conn.fetch(
         """
         INSERT INTO ledger.receivables (sale_id, store_id, number, amount, due_date, method)
         SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::numeric[], $5::date[], $6::text[])
@@ -126,8 +142,11 @@ async def post(
         [i.due_date for _, i in recv],
         [i.method for _, i in recv],
     )
+
+
+async def _insert_movements(conn: Conn, postings: list[Posting]) -> list[asyncpg.Record]:
     moves = [(p, m) for p in postings for m in p.movements]
-    movement_rows = await conn.fetch(
+    return await conn.fetch(
         """
         INSERT INTO ledger.stock_movements
             (store_id, product_id, quantity, direction, reason, sale_id, line_number)
@@ -142,6 +161,9 @@ async def post(
         [p.sale.sale_id for p, _ in moves],
         [m.line_number for _, m in moves],
     )
+
+
+async def _mark_confirmed(conn: Conn, postings: list[Posting]) -> None:
     await conn.execute(
         """
         UPDATE ledger.sales s SET status = 'confirmed', seller_id = t.seller, confirm_message_id = t.mid,
@@ -154,27 +176,3 @@ async def post(
         [p.message_id for p in postings],
         [p.request.confirmed_by for p in postings],
     )
-    result: dict[str, tuple[list[Receivable], list[StockMovement]]] = {
-        p.sale.sale_id: ([], []) for p in postings
-    }
-    for r in sorted(receivable_rows, key=lambda r: r["number"]):
-        result[r["sale_id"]][0].append(
-            Receivable(
-                id=r["id"],
-                number=r["number"],
-                amount=r["amount"],
-                due_date=r["due_date"],
-                method=r["method"],
-                status=r["status"],
-            )
-        )
-    for r in sorted(movement_rows, key=lambda r: r["line_number"]):
-        result[r["sale_id"]][1].append(
-            StockMovement(
-                id=r["id"],
-                product_id=r["product_id"],
-                quantity=r["quantity"],
-                direction=r["direction"],
-            )
-        )
-    return result

@@ -1,4 +1,5 @@
-"""The ledger's tables: sales it can post, receivables, stock movements, settings.
+"""The ledger's tables: sales it can post, receivables, stock movements, early cancellations,
+and the stock check it reads through the mapper's view (``mapper.store_settings_view``).
 
 Exactly-once posting rests on keys, not on code paths: one receivable per (sale, installment
 number), one movement per (sale, line, direction), and every status change made under the sale's
@@ -150,7 +151,7 @@ async def post_receivables(
         [p.due_date for p in plan],
         [p.method for p in plan],
     )
-    return sorted((_receivable(r) for r in rows), key=lambda r: r.number)
+    return sorted((receivable_of(r) for r in rows), key=lambda r: r.number)
 
 
 async def post_movements(
@@ -172,7 +173,7 @@ async def post_movements(
         [m.quantity for m in plan],
         [m.direction for m in plan],
     )
-    return [_movement(r) for r in sorted(rows, key=lambda r: r["line_number"])]
+    return [movement_of(r) for r in sorted(rows, key=lambda r: r["line_number"])]
 
 
 async def receivables_of(conn: Conn, sale_id: str) -> list[Receivable]:
@@ -181,7 +182,7 @@ async def receivables_of(conn: Conn, sale_id: str) -> list[Receivable]:
         " WHERE sale_id = $1 ORDER BY number",
         sale_id,
     )
-    return [_receivable(r) for r in rows]
+    return [receivable_of(r) for r in rows]
 
 
 async def movements_of(conn: Conn, sale_id: str, direction: str) -> list[tuple[int, StockMovement]]:
@@ -191,7 +192,7 @@ async def movements_of(conn: Conn, sale_id: str, direction: str) -> list[tuple[i
         sale_id,
         direction,
     )
-    return [(r["line_number"], _movement(r)) for r in rows]
+    return [(r["line_number"], movement_of(r)) for r in rows]
 
 
 async def cancel_open_receivables(conn: Conn, sale_id: str) -> list[Receivable]:
@@ -200,7 +201,7 @@ async def cancel_open_receivables(conn: Conn, sale_id: str) -> list[Receivable]:
         " RETURNING id::text, number, amount, due_date, method, status",
         sale_id,
     )
-    return sorted((_receivable(r) for r in rows), key=lambda r: r.number)
+    return sorted((receivable_of(r) for r in rows), key=lambda r: r.number)
 
 
 async def set_confirmed(
@@ -254,7 +255,8 @@ async def take_early_cancellation(conn: Conn, store_id: int, order_id: int) -> s
     )
 
 
-def _receivable(row: asyncpg.Record) -> Receivable:
+def receivable_of(row: asyncpg.Record) -> Receivable:
+    """A ``ledger.receivables`` row as the messages carry it."""
     return Receivable(
         id=row["id"],
         number=row["number"],
@@ -265,7 +267,8 @@ def _receivable(row: asyncpg.Record) -> Receivable:
     )
 
 
-def _movement(row: asyncpg.Record) -> StockMovement:
+def movement_of(row: asyncpg.Record) -> StockMovement:
+    """A ``ledger.stock_movements`` row as the messages carry it."""
     return StockMovement(
         id=row["id"],
         product_id=row["product_id"],
