@@ -5,7 +5,8 @@ one line and a non-zero exit code on bad input: they raise ``CommandError`` (or 
 service refuses with ``shared.operations.OperatorError``) and ``operator`` prints it.
 
 Each command is a handler ``(args, settings) -> exit code`` that its area module sets on its
-parser (``set_defaults(handler=...)``); ``operator`` makes one from an async function.
+parser (``set_defaults(handler=...)``); ``operator`` makes one from an async function, and
+``command`` adds an operator command's parser with its handler and ``--json`` in one call.
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ def operator(
         return 0
 
     return handler
+
+
+def command(
+    parent: Subparsers,
+    name: str,
+    work: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]],
+    help_text: str | None = None,
+) -> argparse.ArgumentParser:
+    """The operator command ``name`` under ``parent``, run by ``work`` (see ``operator``), with
+    ``--json``; its own arguments go on the parser this returns."""
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+    parser.set_defaults(handler=operator(work))
+    json_flag(parser)
+    return parser
 
 
 def _default(value: Any) -> Any:

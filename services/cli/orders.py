@@ -10,11 +10,10 @@ import argparse
 from services.cli.base import (
     Subparsers,
     broker,
+    command,
     database,
     emit,
     group,
-    json_flag,
-    operator,
     rows_text,
 )
 from services.cli.trace import order_trace, trace_text
@@ -24,22 +23,16 @@ from shared.settings import Settings
 
 def register(sub: Subparsers) -> None:
     orders = group(sub, "orders", "orders: rejected ones, retries, and any order's timeline")
-    rejected = orders.add_parser("rejected")
+    rejected = command(orders, "rejected", _rejected)
     rejected.add_argument("--store-id", type=int)
-    rejected.set_defaults(handler=operator(_rejected))
-    json_flag(rejected)
-    retry = orders.add_parser("retry")
+    retry = command(orders, "retry", _retry)
     retry.add_argument("--store-id", type=int, required=True)
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("--order-id", type=int)
     which.add_argument("--all", action="store_true")
-    retry.set_defaults(handler=operator(_retry))
-    json_flag(retry)
-    traced = orders.add_parser("trace", help="where an order is and why: its timeline")
+    traced = command(orders, "trace", _trace, help_text="where an order is and why: its timeline")
     traced.add_argument("--store-id", type=int, required=True)
     traced.add_argument("--order-id", type=int, required=True)
-    traced.set_defaults(handler=operator(_trace))
-    json_flag(traced)
 
 
 async def _rejected(args: argparse.Namespace, settings: Settings) -> None:

@@ -15,11 +15,10 @@ from typing import Any
 from services.cli.base import (
     CommandError,
     Subparsers,
+    command,
     database,
     emit,
     group,
-    json_flag,
-    operator,
     rows_text,
 )
 from services.ingest import privacy as ingest
@@ -30,14 +29,10 @@ from shared.settings import Settings
 
 def register(sub: Subparsers) -> None:
     privacy = group(sub, "privacy", "LGPD requests and data-request exports")
-    requests = privacy.add_parser("requests")
+    requests = command(privacy, "requests", _requests)
     requests.add_argument("--store-id", type=int)
-    requests.set_defaults(handler=operator(_requests))
-    json_flag(requests)
-    export = privacy.add_parser("export")
+    export = command(privacy, "export", _export)
     export.add_argument("--request-id", required=True)
-    export.set_defaults(handler=operator(_export))
-    json_flag(export)
 
 
 async def _requests(args: argparse.Namespace, settings: Settings) -> None:
