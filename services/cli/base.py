@@ -27,7 +27,7 @@ from services import system
 from shared.db import create_pool, migrate
 from shared.logging import configure_logging
 from shared.messaging import Broker
-from shared.operations import OperatorError
+from shared.operations import OperatorError, json_default
 from shared.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -91,28 +91,25 @@ def command(
     return parser
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def emit(args: argparse.Namespace, result: Any, text: Callable[[Any], str]) -> None:
     """Print ``result`` as JSON (``--json``) or as the text ``text`` renders from it."""
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(result, default=_default, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(result, default=json_default, ensure_ascii=False) + "\n")
     else:
         rendered = text(result)
         if rendered:
             sys.stdout.write(rendered.rstrip("\n") + "\n")
 
 
-def rows_text(
-    rows: list[dict[str, Any]], render: Callable[[dict[str, Any]], str], empty: str
-) -> str:
-    return "\n".join(render(r) for r in rows) if rows else empty
+def emit_rows(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    empty: str,
+) -> None:
+    """Print ``rows`` as JSON (``--json``), or one line each as ``render`` writes it (``empty``
+    when there are none)."""
+    emit(args, rows, lambda rs: "\n".join(render(r) for r in rs) if rs else empty)
 
 
 def parse_when(value: str) -> dt.datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from services.cli import deadletters
-from services.cli.base import Subparsers, command, emit, group, rows_text
+from services.cli.base import Subparsers, command, emit, emit_rows, group
 from shared.settings import Settings
 
 
@@ -22,17 +22,14 @@ def register(sub: Subparsers) -> None:
 
 async def _list(args: argparse.Namespace, settings: Settings) -> None:
     rows = await deadletters.list_messages(settings.amqp_url, args.queue)
-    emit(
+    emit_rows(
         args,
         rows,
-        lambda rs: rows_text(
-            rs,
-            lambda r: (
-                f"{r['message_id']}  {r['reason']}: {r['detail']}"
-                + (f"  (retry of {r['retry_of']})" if r.get("retry_of") else "")
-            ),
-            f"{args.queue}: empty",
+        lambda r: (
+            f"{r['message_id']}  {r['reason']}: {r['detail']}"
+            + (f"  (retry of {r['retry_of']})" if r.get("retry_of") else "")
         ),
+        f"{args.queue}: empty",
     )
 
 

@@ -20,9 +20,9 @@ from services.cli.base import (
     command,
     database,
     emit,
+    emit_rows,
     group,
     parse_when,
-    rows_text,
 )
 from services.ingest import ops as ingest
 from shared.settings import Settings
@@ -94,7 +94,7 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
 async def _list(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         rows = await integration_rows(pool)
-    emit(args, rows, lambda rs: rows_text(rs, integration_text, "no store connected"))
+    emit_rows(args, rows, integration_text, "no store connected")
 
 
 async def _toggle(args: argparse.Namespace, settings: Settings) -> None:

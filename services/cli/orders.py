@@ -7,15 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli.base import (
-    Subparsers,
-    broker,
-    command,
-    database,
-    emit,
-    group,
-    rows_text,
-)
+from services.cli.base import Subparsers, broker, command, database, emit, emit_rows, group
 from services.cli.trace import order_trace, trace_text
 from services.mapper import ops as mapper
 from shared.settings import Settings
@@ -38,14 +30,11 @@ def register(sub: Subparsers) -> None:
 async def _rejected(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         rows = await mapper.rejected_orders(pool, args.store_id)
-    emit(
+    emit_rows(
         args,
         rows,
-        lambda rs: rows_text(
-            rs,
-            lambda r: f"store {r['store_id']} order {r['order_id']}: {r['reason']}: {r['detail']}",
-            "no rejected orders",
-        ),
+        lambda r: f"store {r['store_id']} order {r['order_id']}: {r['reason']}: {r['detail']}",
+        "no rejected orders",
     )
 
 

@@ -5,14 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.cli.base import (
-    Subparsers,
-    command,
-    database,
-    emit,
-    group,
-    rows_text,
-)
+from services.cli.base import Subparsers, command, database, emit, emit_rows, group
 from services.ledger import ops as ledger
 from shared.settings import Settings
 
@@ -64,15 +57,12 @@ def _sale_text(r: dict[str, Any]) -> str:
 async def _receivables(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         rows = await ledger.receivables(pool, args.store_id, args.status)
-    emit(
+    emit_rows(
         args,
         rows,
-        lambda rs: rows_text(
-            rs,
-            lambda r: (
-                f"#{r['number']} order {r['order_id']} {r['amount']} due {r['due_date']} "
-                f"{r['method']} {r['status']}"
-            ),
-            "no receivables",
+        lambda r: (
+            f"#{r['number']} order {r['order_id']} {r['amount']} due {r['due_date']} "
+            f"{r['method']} {r['status']}"
         ),
+        "no receivables",
     )
