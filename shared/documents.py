@@ -10,7 +10,7 @@ that may reach a log or a warning: it never shows more than the last two charact
 Shared because two services apply the same rules: the mapper matches customers by their
 normalised document, and the ledger finds the sale announcements of a customer to redact (LGPD)
 by the same normal form. How a document takes part in customer matching stays in the mapper's
-own domain (``services.mapper.domain``).
+reading of an order (``services.mapper.orders``).
 """
 
 from __future__ import annotations

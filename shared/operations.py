@@ -9,6 +9,8 @@ store, bad input) raises ``OperatorError`` with a one-line reason an operator un
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+from typing import Any
 
 
 class OperatorError(Exception):
@@ -17,3 +19,13 @@ class OperatorError(Exception):
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def json_default(value: Any) -> Any:
+    """How operator results that JSON cannot hold are written: amounts as decimal strings,
+    dates and datetimes in ISO 8601 (``json.dumps(..., default=json_default)``)."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -13,20 +13,18 @@ document, served at ``/ops/openapi.json``:
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
 from shared.logging import get_logger
 from shared.metrics import ServiceMetrics
-from shared.operations import OperatorError
+from shared.operations import OperatorError, json_default
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -80,17 +78,9 @@ def _id(raw: str, name: str) -> int:
     return int(raw)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(
-        text=json.dumps(body, default=_default, ensure_ascii=False),
+        text=json.dumps(body, default=json_default, ensure_ascii=False),
         status=status,
         content_type="application/json",
     )

@@ -12,7 +12,9 @@ Two ways in, used together because neither alone is enough:
   value quoted in a free-text detail, or kept under a field added later, goes too. A document
   matches in any punctuation, a phone by its digits.
 
-Each service applies these to its own tables and queues (``services/<svc>/privacy.py``).
+Each service applies these to its own tables and queues (``services/<svc>/privacy.py``);
+``scrub_outbox_and_exports`` does the part every service shares: its unpublished messages and
+the export parts it filed for earlier data requests.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any, Final
 
 import orjson
 
+from shared.db import Conn
 from shared.documents import normalize_document
+from shared.outbox import rewrite_store_outbox
 
 REDACTED: Final = "redacted"
 PERSON_OBJECTS: Final = frozenset(
@@ -186,3 +190,29 @@ def detail_scrubber(person: Person | None) -> Callable[[str], str]:
     if person is None:
         return lambda _: REDACTED
     return lambda text: scrub_text(text, person)
+
+
+async def scrub_outbox_and_exports(
+    conn: Conn,
+    schema: str,
+    store_id: int,
+    person: Person | None,
+    clean_export: Callable[[dict[str, Any], str], dict[str, Any]],
+) -> None:
+    """Remove the person (None: everyone of the store) from ``schema``'s unpublished messages
+    about the store and from its ``privacy_exports`` parts; ``clean_export(part, text)`` says
+    what an export part becomes (the part as it was when the person is not in ``text``)."""
+    await rewrite_store_outbox(conn, schema, store_id, lambda body: scrub_bytes(body, person))
+    exports = await conn.fetch(
+        f"SELECT request_id, part::text AS part FROM {schema}.privacy_exports WHERE store_id = $1",
+        store_id,
+    )
+    for e in exports:
+        part = orjson.loads(e["part"])
+        cleaned = clean_export(part, e["part"])
+        if cleaned != part:
+            await conn.execute(
+                f"UPDATE {schema}.privacy_exports SET part = $2::jsonb WHERE request_id = $1",
+                e["request_id"],
+                orjson.dumps(cleaned).decode(),
+            )

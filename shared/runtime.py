@@ -27,7 +27,8 @@ from shared.health import HealthProbe
 from shared.logging import get_logger
 from shared.messaging import Broker
 from shared.metrics import ServiceMetrics
-from shared.outbox import InboxPruner, OutboxPublisher, OutboxRelay, backlog, inbox_size
+from shared.outbox import OutboxPublisher, OutboxRelay, backlog, inbox_size
+from shared.pruning import inbox_pruner
 from shared.settings import Settings
 from shared.supervisor import Loop, LoopWatch, Supervisor
 
@@ -69,7 +70,7 @@ class Service:
         """Background loops by name (each is supervised; the name labels its restarts)."""
         ctx = self.ctx
         relay = OutboxRelay(ctx.pool, self.schema, ctx.broker, publisher=ctx.publisher)
-        pruner = InboxPruner(
+        pruner = inbox_pruner(
             ctx.pool,
             self.schema,
             retention_s=ctx.settings.inbox_retention_days * SECONDS_PER_DAY,

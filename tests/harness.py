@@ -46,6 +46,8 @@ __all__ = [
     "Observer",
     "Seen",
     "System",
+    "ledger_sentinel",
+    "mapper_sentinel",
     "start_system",
 ]
 
@@ -60,6 +62,8 @@ class System:
     http: aiohttp.ClientSession
     erp_stop: asyncio.Event = field(default_factory=asyncio.Event)
     erp_keeper: asyncio.Task[None] | None = None
+    # Further instances of a service a test started (ledger replicas): barriers flush them too.
+    replicas: dict[str, list[Running]] = field(default_factory=dict)
 
     @property
     def ingest_url(self) -> str:
@@ -147,27 +151,15 @@ class System:
                 await asyncio.sleep(0.02)
 
     async def ledger_settled(self, within: float = 20.0) -> None:
-        """Every message queued on ``ledger.sales`` before now was handled and its events seen.
-
-        The sentinel is an ERP confirmation of a sale nobody announced, answered with
-        ``sale.confirmation_refused`` (``unknown_sale``) from the same single-consumer queue.
-        """
-        sentinel = f"{BARRIER_SALE}{uuid.uuid4()}"
-        confirm = SaleConfirm(sale_id=sentinel, confirmed_by="test-barrier")
-        await self.erp_publish(confirm, f"sale.confirm:{sentinel}")
-        await self.observer.wait_barrier("sale.confirmation_refused", within, sale_id=sentinel)
+        """Every message queued on the ledger's queues before now was handled and its events
+        seen, whichever ledger instances consume them (``ledger_sentinel``)."""
+        await ledger_sentinel(self.observer, self.erp, within)
         await self.drained("ledger")
 
     async def mapper_settled(self, within: float = 20.0) -> None:
         """Every message queued on ``mapper.orders`` before now was handled and its events seen
-        (with one mapper consuming). The sentinel is an ``order.invalid`` of the sentinel store,
-        answered with ``sale.rejected`` (it leaves that store a rejection row)."""
-        order_id = uuid.uuid4().int % 2_000_000_000
-        invalid = OrderInvalid(store_id=BARRIER_STORE, order_id=order_id, detail="test barrier")
-        await self.erp_publish(invalid, f"order.invalid:{BARRIER_STORE}:{order_id}")
-        await self.observer.wait_barrier(
-            "sale.rejected", within, store_id=BARRIER_STORE, order_id=order_id
-        )
+        (with one mapper consuming; ``mapper_sentinel``)."""
+        await mapper_sentinel(self.observer, self.erp, within)
         await self.drained("mapper")
 
     async def ingest_settled(self, within: float = 20.0) -> None:
@@ -213,8 +205,11 @@ class System:
         await self.observer.echo(self.erp)
 
     async def drained(self, service: str) -> None:
-        """What ``service`` committed so far is published, and the observer has seen it."""
-        await self.services[service].ctx.publisher.flush()
+        """What ``service`` committed so far is published, and the observer has seen it: every
+        instance of it (a stopped one published what it had before it stopped)."""
+        instances = {id(r): r for r in [self.services[service], *self.replicas.get(service, [])]}
+        for running in instances.values():
+            await running.ctx.publisher.flush()
         await self.observer.echo(self.erp)
 
     async def stop(self) -> None:
@@ -226,6 +221,35 @@ class System:
         await self.erp.close()
         await self.http.close()
         await self.simulator.close()
+
+
+# --- sentinels: what the barriers queue, usable against services in another process too ------
+
+
+async def ledger_sentinel(observer: Observer, erp: Broker, within: float = 20.0) -> None:
+    """Queue a sentinel behind everything on the ledger's queues, and wait for its answer.
+
+    It is an ERP confirmation of a sale nobody announced: ``ledger.erp`` sends it on to every
+    shard (behind whatever each holds), and the shard that looks last answers
+    ``sale.confirmation_refused`` (``unknown_sale``). So when the answer is seen, every ledger
+    instance has committed what was queued before it (what it published may still be in its
+    outbox publisher: ``System.drained`` flushes those).
+    """
+    sentinel = f"{BARRIER_SALE}{uuid.uuid4()}"
+    confirm = SaleConfirm(sale_id=sentinel, confirmed_by="test-barrier")
+    await erp.publish(envelope(confirm, message_id=f"sale.confirm:{sentinel}", correlation_id=None))
+    await observer.wait_barrier("sale.confirmation_refused", within, sale_id=sentinel)
+
+
+async def mapper_sentinel(observer: Observer, erp: Broker, within: float = 20.0) -> None:
+    """Queue a sentinel behind everything on ``mapper.orders``, and wait for its answer: an
+    ``order.invalid`` of the sentinel store, answered with ``sale.rejected`` (it leaves that
+    store a rejection row)."""
+    order_id = uuid.uuid4().int % 2_000_000_000
+    invalid = OrderInvalid(store_id=BARRIER_STORE, order_id=order_id, detail="test barrier")
+    message_id = f"order.invalid:{BARRIER_STORE}:{order_id}"
+    await erp.publish(envelope(invalid, message_id=message_id, correlation_id=None))
+    await observer.wait_barrier("sale.rejected", within, store_id=BARRIER_STORE, order_id=order_id)
 
 
 async def start_system(

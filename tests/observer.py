@@ -153,19 +153,6 @@ class Observer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout=within)
 
-    async def quiet(self, seconds: float = 1.0) -> None:
-        """Wait until nothing new arrived for ``seconds``: a fixed pause that proves nothing.
-
-        Left only for the ledger-replica tests of ``test_ledger_exactly_once.py``, which are
-        being rewritten (issue 10); use a barrier (``System.*_settled``, ``echo``) instead.
-        """
-        last = len(self.seen)
-        while True:
-            await asyncio.sleep(seconds)
-            if len(self.seen) == last:
-                return
-            last = len(self.seen)
-
     async def echo(self, publisher: Broker | None = None, within: float = 20.0) -> None:
         """Publish a marker and wait until it comes back: whatever reached our exchanges before
         it (confirmed) is in ``seen`` by then. Without a publisher, one is opened for it."""

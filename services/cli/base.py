@@ -5,7 +5,8 @@ one line and a non-zero exit code on bad input: they raise ``CommandError`` (or 
 service refuses with ``shared.operations.OperatorError``) and ``operator`` prints it.
 
 Each command is a handler ``(args, settings) -> exit code`` that its area module sets on its
-parser (``set_defaults(handler=...)``); ``operator`` makes one from an async function.
+parser (``set_defaults(handler=...)``); ``operator`` makes one from an async function, and
+``command`` adds an operator command's parser with its handler and ``--json`` in one call.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from services import system
 from shared.db import create_pool, migrate
 from shared.logging import configure_logging
 from shared.messaging import Broker
-from shared.operations import OperatorError
+from shared.operations import OperatorError, json_default
 from shared.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -76,28 +77,39 @@ def operator(
     return handler
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def command(
+    parent: Subparsers,
+    name: str,
+    work: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, None]],
+    help_text: str | None = None,
+) -> argparse.ArgumentParser:
+    """The operator command ``name`` under ``parent``, run by ``work`` (see ``operator``), with
+    ``--json``; its own arguments go on the parser this returns."""
+    parser: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+    parser.set_defaults(handler=operator(work))
+    json_flag(parser)
+    return parser
 
 
 def emit(args: argparse.Namespace, result: Any, text: Callable[[Any], str]) -> None:
     """Print ``result`` as JSON (``--json``) or as the text ``text`` renders from it."""
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(result, default=_default, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(result, default=json_default, ensure_ascii=False) + "\n")
     else:
         rendered = text(result)
         if rendered:
             sys.stdout.write(rendered.rstrip("\n") + "\n")
 
 
-def rows_text(
-    rows: list[dict[str, Any]], render: Callable[[dict[str, Any]], str], empty: str
-) -> str:
-    return "\n".join(render(r) for r in rows) if rows else empty
+def emit_rows(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    empty: str,
+) -> None:
+    """Print ``rows`` as JSON (``--json``), or one line each as ``render`` writes it (``empty``
+    when there are none)."""
+    emit(args, rows, lambda rs: "\n".join(render(r) for r in rs) if rs else empty)
 
 
 def parse_when(value: str) -> dt.datetime:

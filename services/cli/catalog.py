@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from services.cli.base import Subparsers, database, emit, group, json_flag, money, operator
+from services.cli.base import Subparsers, command, database, emit, group, money
 from services.ledger import ops as ledger
 from services.mapper import ops as mapper
 from shared.settings import Settings
@@ -20,22 +20,18 @@ from shared.settings import Settings
 
 def register(sub: Subparsers) -> None:
     catalog = group(sub, "catalog", "the ERP's products and customers")
-    product = catalog.add_parser("add-product")
+    product = command(catalog, "add-product", _add_product)
     product.add_argument("--store-id", type=int, required=True)
     product.add_argument("--description", required=True)
     product.add_argument("--price", type=money, required=True)
     product.add_argument("--sku")
     product.add_argument("--stock", type=int, default=0)
-    product.set_defaults(handler=operator(_add_product))
-    json_flag(product)
-    customer = catalog.add_parser("add-customer")
+    customer = command(catalog, "add-customer", _add_customer)
     customer.add_argument("--store-id", type=int, required=True)
     customer.add_argument("--name", required=True)
     customer.add_argument("--document")
     customer.add_argument("--mobile-phone")
     customer.add_argument("--business-phone")
-    customer.set_defaults(handler=operator(_add_customer))
-    json_flag(customer)
 
 
 async def add_product(

@@ -5,38 +5,31 @@ from __future__ import annotations
 import argparse
 
 from services.cli import deadletters
-from services.cli.base import Subparsers, emit, group, json_flag, operator, rows_text
+from services.cli.base import Subparsers, command, emit, emit_rows, group
 from shared.settings import Settings
 
 
 def register(sub: Subparsers) -> None:
     dead = group(sub, "dead", "dead-lettered and parked messages")
-    listing = dead.add_parser("list")
+    listing = command(dead, "list", _list)
     listing.add_argument("queue", help="e.g. mapper.orders.dead or mapper.orders.parked")
-    listing.set_defaults(handler=operator(_list))
-    json_flag(listing)
-    replay = dead.add_parser("replay")
+    replay = command(dead, "replay", _replay)
     replay.add_argument("queue")
     pick = replay.add_mutually_exclusive_group(required=True)
     pick.add_argument("--all", action="store_true")
     pick.add_argument("--message-id")
-    replay.set_defaults(handler=operator(_replay))
-    json_flag(replay)
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> None:
     rows = await deadletters.list_messages(settings.amqp_url, args.queue)
-    emit(
+    emit_rows(
         args,
         rows,
-        lambda rs: rows_text(
-            rs,
-            lambda r: (
-                f"{r['message_id']}  {r['reason']}: {r['detail']}"
-                + (f"  (retry of {r['retry_of']})" if r.get("retry_of") else "")
-            ),
-            f"{args.queue}: empty",
+        lambda r: (
+            f"{r['message_id']}  {r['reason']}: {r['detail']}"
+            + (f"  (retry of {r['retry_of']})" if r.get("retry_of") else "")
         ),
+        f"{args.queue}: empty",
     )
 
 

@@ -17,13 +17,12 @@ from services.cli.base import (
     CommandError,
     Subparsers,
     broker,
+    command,
     database,
     emit,
+    emit_rows,
     group,
-    json_flag,
-    operator,
     parse_when,
-    rows_text,
 )
 from services.ingest import ops as ingest
 from shared.settings import Settings
@@ -31,40 +30,42 @@ from shared.settings import Settings
 
 def register(sub: Subparsers) -> None:
     integ = group(sub, "integration", "store connections")
-    connect = integ.add_parser("connect", help="connect a store without the OAuth screen")
+    connect = command(
+        integ, "connect", _connect, help_text="connect a store without the OAuth screen"
+    )
     connect.add_argument("--store-id", type=int, required=True)
     connect.add_argument("--access-token", required=True)
     connect.add_argument(
         "--user", required=True, help="the activating ERP user (the sales' seller)"
     )
     connect.add_argument("--activated-at", type=parse_when, help="ISO 8601 (default: now)")
-    connect.set_defaults(handler=operator(_connect))
     for name, handler in (("show", _show), ("enable", _toggle), ("disable", _toggle)):
-        cmd = integ.add_parser(name)
+        cmd = command(integ, name, handler)
         cmd.add_argument("store_id", type=int)
-        cmd.set_defaults(handler=operator(handler))
-        json_flag(cmd)
-    json_flag(connect)
-    listing = integ.add_parser("list")
-    listing.set_defaults(handler=operator(_list))
-    json_flag(listing)
-    link = integ.add_parser("connect-link", help="the ERP-signed URL that starts an OAuth install")
+    command(integ, "list", _list)
+    link = command(
+        integ,
+        "connect-link",
+        _connect_link,
+        help_text="the ERP-signed URL that starts an OAuth install",
+    )
     link.add_argument("--user", required=True, help="the ERP user who becomes the sales' seller")
     link.add_argument("--ttl", type=int, default=900, help="seconds the link is good for (900)")
-    link.set_defaults(handler=operator(_connect_link))
-    json_flag(link)
-    rotate = integ.add_parser("rotate-tokens", help="re-encrypt stored tokens with the first key")
-    rotate.set_defaults(handler=operator(_rotate_tokens))
-    json_flag(rotate)
+    command(
+        integ,
+        "rotate-tokens",
+        _rotate_tokens,
+        help_text="re-encrypt stored tokens with the first key",
+    )
 
 
 def register_backfill(sub: Subparsers) -> None:
-    back = sub.add_parser("backfill", help="import paid orders of an explicit (older) date range")
+    back = command(
+        sub, "backfill", _backfill, help_text="import paid orders of an explicit (older) date range"
+    )
     back.add_argument("--store-id", type=int, required=True)
     back.add_argument("--since", type=parse_when, required=True, help="ISO 8601 date or datetime")
     back.add_argument("--until", type=parse_when, help="ISO 8601 (default: now)")
-    back.set_defaults(handler=operator(_backfill))
-    json_flag(back)
 
 
 async def integration_rows(pool: asyncpg.Pool, store_id: int | None = None) -> list[dict[str, Any]]:
@@ -93,7 +94,7 @@ async def _show(args: argparse.Namespace, settings: Settings) -> None:
 async def _list(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         rows = await integration_rows(pool)
-    emit(args, rows, lambda rs: rows_text(rs, integration_text, "no store connected"))
+    emit_rows(args, rows, integration_text, "no store connected")
 
 
 async def _toggle(args: argparse.Namespace, settings: Settings) -> None:

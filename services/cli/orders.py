@@ -7,16 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.cli.base import (
-    Subparsers,
-    broker,
-    database,
-    emit,
-    group,
-    json_flag,
-    operator,
-    rows_text,
-)
+from services.cli.base import Subparsers, broker, command, database, emit, emit_rows, group
 from services.cli.trace import order_trace, trace_text
 from services.mapper import ops as mapper
 from shared.settings import Settings
@@ -24,35 +15,26 @@ from shared.settings import Settings
 
 def register(sub: Subparsers) -> None:
     orders = group(sub, "orders", "orders: rejected ones, retries, and any order's timeline")
-    rejected = orders.add_parser("rejected")
+    rejected = command(orders, "rejected", _rejected)
     rejected.add_argument("--store-id", type=int)
-    rejected.set_defaults(handler=operator(_rejected))
-    json_flag(rejected)
-    retry = orders.add_parser("retry")
+    retry = command(orders, "retry", _retry)
     retry.add_argument("--store-id", type=int, required=True)
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("--order-id", type=int)
     which.add_argument("--all", action="store_true")
-    retry.set_defaults(handler=operator(_retry))
-    json_flag(retry)
-    traced = orders.add_parser("trace", help="where an order is and why: its timeline")
+    traced = command(orders, "trace", _trace, help_text="where an order is and why: its timeline")
     traced.add_argument("--store-id", type=int, required=True)
     traced.add_argument("--order-id", type=int, required=True)
-    traced.set_defaults(handler=operator(_trace))
-    json_flag(traced)
 
 
 async def _rejected(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         rows = await mapper.rejected_orders(pool, args.store_id)
-    emit(
+    emit_rows(
         args,
         rows,
-        lambda rs: rows_text(
-            rs,
-            lambda r: f"store {r['store_id']} order {r['order_id']}: {r['reason']}: {r['detail']}",
-            "no rejected orders",
-        ),
+        lambda r: f"store {r['store_id']} order {r['order_id']}: {r['reason']}: {r['detail']}",
+        "no rejected orders",
     )
 
 

@@ -12,16 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.cli.base import (
-    CommandError,
-    Subparsers,
-    database,
-    emit,
-    group,
-    json_flag,
-    operator,
-    rows_text,
-)
+from services.cli.base import CommandError, Subparsers, command, database, emit, emit_rows, group
 from services.ingest import privacy as ingest
 from services.ledger import privacy as ledger
 from services.mapper import privacy as mapper
@@ -30,31 +21,24 @@ from shared.settings import Settings
 
 def register(sub: Subparsers) -> None:
     privacy = group(sub, "privacy", "LGPD requests and data-request exports")
-    requests = privacy.add_parser("requests")
+    requests = command(privacy, "requests", _requests)
     requests.add_argument("--store-id", type=int)
-    requests.set_defaults(handler=operator(_requests))
-    json_flag(requests)
-    export = privacy.add_parser("export")
+    export = command(privacy, "export", _export)
     export.add_argument("--request-id", required=True)
-    export.set_defaults(handler=operator(_export))
-    json_flag(export)
 
 
 async def _requests(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         rows = await ingest.list_requests(pool, args.store_id)
-    emit(
+    emit_rows(
         args,
         rows,
-        lambda rs: rows_text(
-            rs,
-            lambda r: (
-                f"{r['request_id']}  store {r['store_id']} {r['kind']} at {r['received_at']}"
-                + (f" customer {r['customer_id']}" if r["customer_id"] else "")
-                + (f" orders {r['order_ids']}" if r["order_ids"] else "")
-            ),
-            "no privacy requests",
+        lambda r: (
+            f"{r['request_id']}  store {r['store_id']} {r['kind']} at {r['received_at']}"
+            + (f" customer {r['customer_id']}" if r["customer_id"] else "")
+            + (f" orders {r['order_ids']}" if r["order_ids"] else "")
         ),
+        "no privacy requests",
     )
 
 

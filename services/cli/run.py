@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from services import system
-from services.cli.base import Subparsers, emit, json_flag, operator
+from services.cli.base import Subparsers, command, emit
 from shared.db import migrate
 from shared.launch import run_services
 from shared.settings import Settings
@@ -15,11 +15,9 @@ def register(sub: Subparsers) -> None:
     run = sub.add_parser("run", help="run one service, or all three in one process")
     run.add_argument("service", choices=[*system.SERVICES, "all"])
     run.set_defaults(handler=_run)
-    migrating = sub.add_parser(
-        "migrate", help="create the database if missing and apply the schema"
+    command(
+        sub, "migrate", _migrate, help_text="create the database if missing and apply the schema"
     )
-    migrating.set_defaults(handler=operator(_migrate))
-    json_flag(migrating)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,24 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.cli.base import Subparsers, database, emit, group, json_flag, operator, rows_text
+from services.cli.base import Subparsers, command, database, emit, emit_rows, group
 from services.ledger import ops as ledger
 from shared.settings import Settings
 
 
 def register(sub: Subparsers) -> None:
     sales = group(sub, "sales", "sales as the ledger holds them")
-    sale_show = sales.add_parser("show")
+    sale_show = command(sales, "show", _sale)
     sale_show.add_argument("--store-id", type=int, required=True)
     sale_show.add_argument("--order-id", type=int, required=True)
-    sale_show.set_defaults(handler=operator(_sale))
-    json_flag(sale_show)
     recv = group(sub, "receivables", "accounts receivable")
-    recv_list = recv.add_parser("list")
+    recv_list = command(recv, "list", _receivables)
     recv_list.add_argument("--store-id", type=int, required=True)
     recv_list.add_argument("--status", choices=["open", "cancelled", "paid"])
-    recv_list.set_defaults(handler=operator(_receivables))
-    json_flag(recv_list)
 
 
 async def _sale(args: argparse.Namespace, settings: Settings) -> None:
@@ -61,15 +57,12 @@ def _sale_text(r: dict[str, Any]) -> str:
 async def _receivables(args: argparse.Namespace, settings: Settings) -> None:
     async with database(settings) as pool:
         rows = await ledger.receivables(pool, args.store_id, args.status)
-    emit(
+    emit_rows(
         args,
         rows,
-        lambda rs: rows_text(
-            rs,
-            lambda r: (
-                f"#{r['number']} order {r['order_id']} {r['amount']} due {r['due_date']} "
-                f"{r['method']} {r['status']}"
-            ),
-            "no receivables",
+        lambda r: (
+            f"#{r['number']} order {r['order_id']} {r['amount']} due {r['due_date']} "
+            f"{r['method']} {r['status']}"
         ),
+        "no receivables",
     )

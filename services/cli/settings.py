@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.cli.base import Subparsers, database, emit, group, json_flag, operator
+from services.cli.base import Subparsers, command, database, emit, group
 from services.mapper import ops as mapper
 from services.mapper import rules
 from shared.settings import Settings
@@ -37,16 +37,12 @@ class _Value(argparse.Action):
 
 def register(sub: Subparsers) -> None:
     settings = group(sub, "settings", "store settings")
-    setter = settings.add_parser("set")
+    setter = command(settings, "set", _set)
     setter.add_argument("--store-id", type=int, required=True)
     setter.add_argument("name", choices=NAMES)
     setter.add_argument("value", action=_Value, help="on|off, description|sku, or an IANA zone")
-    setter.set_defaults(handler=operator(_set))
-    json_flag(setter)
-    show = settings.add_parser("show")
+    show = command(settings, "show", _show)
     show.add_argument("--store-id", type=int, required=True)
-    show.set_defaults(handler=operator(_show))
-    json_flag(show)
 
 
 def _text(r: dict[str, Any]) -> str:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import orjson
 from pydantic import ValidationError
 
 from services.ingest.domain import InvalidWebhook, Webhook, parse_webhook
+from services.ingest.webhook_rules import read_object
 from shared.contracts import PrivacyCustomer
 
 WEBHOOK_PATH: Final = "/webhooks/nuvemshop"
@@ -95,13 +95,7 @@ def _orders(body: dict[str, Any], field: str) -> list[int]:
 
 def parse_lgpd_webhook(body: bytes, event: str) -> Webhook:
     """Read the body posted to ``event``'s own URL, or ``InvalidWebhook`` saying what is wrong."""
-    try:
-        decoded = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        # Bad JSON, bad UTF-8, integers past 64 bits and absurd nesting all land here.
-        raise InvalidWebhook("body is not JSON") from None
-    if not isinstance(decoded, dict):
-        raise InvalidWebhook(f"body is not a JSON object: {type(decoded).__name__}")
+    decoded = read_object(body)
     named = decoded.get("event")
     if named is not None and named != event:
         raise InvalidWebhook(f"event: {_short(named)} posted to the {event} URL")

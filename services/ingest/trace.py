@@ -9,8 +9,6 @@ are ingest's own durable record, ``ingest.orders``. Rows of the trace table are 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import asyncpg
 
 from shared.db import Executor
 from shared.operations import iso
+from shared.pruning import AgePruner
 
 WEBHOOK = "webhook"
 FETCHED = "fetched"
@@ -177,38 +176,18 @@ def _order_events(order: asyncpg.Record) -> list[dict[str, Any]]:
     return events
 
 
-class TracePruner:
+class TracePruner(AgePruner):
     """Forgets trace rows not touched for ``retention_s``, in small batches (short locks)."""
 
     def __init__(
         self, pool: asyncpg.Pool, *, retention_s: float, interval_s: float, batch: int = 1000
     ) -> None:
-        self.pool = pool
-        self.retention_s = retention_s
-        self.interval_s = interval_s
-        self.batch = batch
-
-    async def prune_once(self) -> int:
-        pruned = 0
-        while True:
-            status = await self.pool.execute(
-                """
-                DELETE FROM ingest.order_trace WHERE ctid IN (
-                    SELECT ctid FROM ingest.order_trace
-                    WHERE last_at < now() - make_interval(secs => $1)
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)
-                """,
-                self.retention_s,
-                self.batch,
-            )
-            deleted = int(status.split()[-1])
-            pruned += deleted
-            if deleted < self.batch:
-                return pruned
-            await asyncio.sleep(0.01)
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            await self.prune_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
+        super().__init__(
+            pool,
+            "ingest.order_trace",
+            key="ctid",
+            age="last_at",
+            retention_s=retention_s,
+            interval_s=interval_s,
+            batch=batch,
+        )

@@ -44,21 +44,29 @@ def _webhook_id(value: object, field: str) -> int:
     return result
 
 
-def parse_webhook(body: bytes) -> Webhook:
-    """Read a webhook body ``{"store_id", "event", "id"}``; ``id`` is required for ``order/*``.
+def read_object(body: bytes) -> dict[str, Any]:
+    """A webhook body as a JSON object, or ``InvalidWebhook``.
 
-    Raises ``InvalidWebhook`` saying what is wrong.
+    orjson, for the main URL and the LGPD ones alike, and for the receiver when it keeps an LGPD
+    body: one parser for every reading of a webhook, so a body accepted here is never refused
+    later (json took NaN and Infinity, which orjson refuses: a signed one answered 500). Bad
+    JSON, bad UTF-8, NaN, a BOM, integers past 64 bits and absurd nesting all land here.
     """
     try:
-        # orjson, like the LGPD URLs and like the receiver when it keeps an LGPD body: one parser
-        # for every reading of a webhook, so a body accepted here is never refused later (json
-        # took NaN and Infinity, which orjson refuses: a signed one answered 500). Bad JSON, bad
-        # UTF-8, NaN, a BOM and absurd nesting all land here.
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidWebhook("body is not JSON") from None
     if not isinstance(decoded, dict):
         raise InvalidWebhook(f"body is not a JSON object: {type(decoded).__name__}")
+    return decoded
+
+
+def parse_webhook(body: bytes) -> Webhook:
+    """Read a webhook body ``{"store_id", "event", "id"}``; ``id`` is required for ``order/*``.
+
+    Raises ``InvalidWebhook`` saying what is wrong.
+    """
+    decoded = read_object(body)
     event = decoded.get("event")
     if not isinstance(event, str) or not event.strip():
         raise InvalidWebhook(f"event: missing or not a name: {quote(event)}")

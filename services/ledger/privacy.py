@@ -22,8 +22,15 @@ from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
-from shared.outbox import rewrite_store_outbox
-from shared.privacy import REDACTED, Person, detail_scrubber, person_values, scrub, scrub_bytes
+from shared.privacy import (
+    REDACTED,
+    Person,
+    detail_scrubber,
+    person_values,
+    scrub,
+    scrub_bytes,
+    scrub_outbox_and_exports,
+)
 from shared.queues import rewrite_messages
 from shared.topology import LEDGER_ERP, ledger_shard
 
@@ -110,29 +117,26 @@ async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
             sale["sale_id"],
             orjson.dumps(scrub(sale["announcement"], person)).decode(),
         )
-    await _scrub_outbox_and_exports(conn, request.store_id, person)
+    await scrub_outbox_and_exports(
+        conn,
+        "ledger",
+        request.store_id,
+        person,
+        lambda part, text: _clean_export(part, text, person),
+    )
     log.info(
         "LGPD redaction applied", store_id=request.store_id, kind=request.kind, sales=len(sales)
     )
     return person
 
 
-async def _scrub_outbox_and_exports(conn: Conn, store_id: int, person: Person | None) -> None:
-    await rewrite_store_outbox(conn, "ledger", store_id, lambda body: scrub_bytes(body, person))
-    exports = await conn.fetch(
-        "SELECT request_id, part::text AS part FROM ledger.privacy_exports WHERE store_id = $1",
-        store_id,
-    )
-    for e in exports:
-        part = orjson.loads(e["part"])
-        if person is not None and not person.concerns(e["part"]):
-            continue
-        sales = [s | {"announcement": scrub(s["announcement"], person)} for s in part["sales"]]
-        await conn.execute(
-            "UPDATE ledger.privacy_exports SET part = $2::jsonb WHERE request_id = $1",
-            e["request_id"],
-            orjson.dumps({"sales": sales}).decode(),
-        )
+def _clean_export(part: dict[str, Any], text: str, person: Person | None) -> dict[str, Any]:
+    """The ledger's export part: its sales, each announcement scrubbed."""
+    if person is not None and not person.concerns(text):
+        return part
+    return {
+        "sales": [s | {"announcement": scrub(s["announcement"], person)} for s in part["sales"]]
+    }
 
 
 async def redact_queues(

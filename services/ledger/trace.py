@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from asyncpg import Record
+
 from shared.db import Executor
 from shared.operations import iso
 
@@ -67,12 +69,21 @@ async def order_trace(db: Executor, store_id: int, order_id: int) -> dict[str, A
                 f"{early['reason']}: applied when the sale arrives",
             )
         )
+    events += await _refusal_events(db, store_id, order_id)
+    if sale is None:
+        return {"state": "cancelled" if early is not None else None, "events": events}
+    events += await _sale_events(db, sale)
+    return {"state": sale["status"], "events": events}
+
+
+async def _refusal_events(db: Executor, store_id: int, order_id: int) -> list[dict[str, Any]]:
     refusals = await db.fetch(
         "SELECT reason, detail, last_at, count FROM ledger.refusals"
         " WHERE store_id = $1 AND order_id = $2",
         store_id,
         order_id,
     )
+    events = []
     for r in refusals:
         again = "" if r["count"] == 1 else f" ({r['count']} times, this is the last)"
         events.append(
@@ -82,11 +93,12 @@ async def order_trace(db: Executor, store_id: int, order_id: int) -> dict[str, A
                 f"{r['reason']}: {r['detail']}{again}",
             )
         )
-    if sale is None:
-        return {"state": "cancelled" if early is not None else None, "events": events}
-    events.append(
-        _event(sale["created_at"], "sale recorded pending review", f"sale {sale['sale_id']}")
-    )
+    return events
+
+
+async def _sale_events(db: Executor, sale: Record) -> list[dict[str, Any]]:
+    """The sale's own steps: recorded, confirmed (what it posted), cancelled (what came back)."""
+    events = [_event(sale["created_at"], "sale recorded pending review", f"sale {sale['sale_id']}")]
     receivables = await db.fetch(
         "SELECT number, amount, due_date, method, status FROM ledger.receivables"
         " WHERE sale_id = $1 ORDER BY number",
@@ -102,26 +114,26 @@ async def order_trace(db: Executor, store_id: int, order_id: int) -> dict[str, A
             f"#{r['number']} {r['amount']} due {r['due_date']} {r['method']} ({r['status']})"
             for r in receivables
         )
-        out = ", ".join(
-            f"{m['quantity']} x {m['product_id']}" for m in movements if m["direction"] == "out"
-        )
         events.append(
             _event(
                 sale["confirmed_at"],
                 "confirmed (sale.confirmed)",
                 f"by {sale['confirmed_by']}; receivables: {posted or 'none'};"
-                f" stock out: {out or 'none'}",
+                f" stock out: {_moved(movements, 'out') or 'none'}",
             )
         )
     if sale["cancelled_at"] is not None:
-        back = ", ".join(
-            f"{m['quantity']} x {m['product_id']}" for m in movements if m["direction"] == "in"
-        )
         events.append(
             _event(
                 sale["cancelled_at"],
                 "cancelled (sale.cancelled)",
-                f"{sale['cancel_reason']}; stock returned: {back or 'none'}",
+                f"{sale['cancel_reason']}; stock returned: {_moved(movements, 'in') or 'none'}",
             )
         )
-    return {"state": sale["status"], "events": events}
+    return events
+
+
+def _moved(movements: list[Record], direction: str) -> str:
+    return ", ".join(
+        f"{m['quantity']} x {m['product_id']}" for m in movements if m["direction"] == direction
+    )

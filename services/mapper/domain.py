@@ -2,20 +2,34 @@
 
 Nothing here does I/O or reads a clock. The service around it validates the order
 (``validate_order``), derives the customer (``customer_from_order``) and the products
-(``product_drafts``), looks them up or creates them in its store, then builds the sale
-(``build_sale``), checks stock when the store asks for it (``check_stock``) and publishes the
-result (``pending_review`` or one of the rejections). Money is ``Decimal`` throughout and is never
-rounded here: the sale total is the order total, exactly, and its single cash installment too.
+(``product_drafts``) (those three read the order: ``services.mapper.orders``, re-exported here so
+that ``domain`` names every rule), looks them up or creates them in its store, then builds the
+sale (``build_sale``), checks stock when the store asks for it (``check_stock``) and publishes
+the result (``pending_review`` or one of the rejections). This module owns the sale: its lines,
+totals and payment, the messages announcing it or rejecting the order, and the stock check.
+Money is ``Decimal`` throughout and is never rounded here: the sale total is the order total,
+exactly, and its single cash installment too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from services.mapper.orders import (
+    CustomerDraft,
+    InvalidOrderError,
+    ProductDraft,
+    customer_from_order,
+    customer_key,
+    normalize_name,
+    product_drafts,
+    products_to_create,
+    validate_order,
+)
 from shared.contracts import (
     Address,
     Installment,
@@ -30,27 +44,40 @@ from shared.contracts import (
     SaleRejected,
     StorePayment,
 )
-from shared.documents import (
-    DocumentCheck,
-    DocumentKind,
-    classify_document,
-    mask_document,
-    normalize_document,
-)
+
+__all__ = [
+    "CASH",
+    "INSUFFICIENT_STOCK",
+    "INVALID_ORDER",
+    "CustomerDraft",
+    "CustomerRef",
+    "InstallmentDraft",
+    "InvalidOrderError",
+    "PaymentDraft",
+    "ProductDraft",
+    "ProductRef",
+    "SaleDraft",
+    "SaleLine",
+    "Shortage",
+    "UnresolvedProductError",
+    "build_sale",
+    "cash_payment",
+    "check_stock",
+    "customer_from_order",
+    "customer_key",
+    "insufficient_stock_rejection",
+    "invalid_order_rejection",
+    "normalize_name",
+    "pending_review",
+    "product_drafts",
+    "products_to_create",
+    "validate_order",
+]
 
 CASH: Final = "cash"
 INVALID_ORDER: Final = "invalid_order"
 INSUFFICIENT_STOCK: Final = "insufficient_stock"
 _ZERO: Final = Decimal(0)
-_MISSING_NAME: Final = "customer has no name (nor contact or billing name)"
-
-
-class InvalidOrderError(ValueError):
-    """The order cannot become a sale; ``problems`` says why, one reason per entry."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("; ".join(self.problems))
 
 
 class UnresolvedProductError(LookupError):
@@ -61,26 +88,7 @@ class UnresolvedProductError(LookupError):
         super().__init__(f"no product resolved for line {description!r}")
 
 
-# --- customers ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerDraft:
-    """The customer an order describes, normalised, before it is matched or created."""
-
-    name: str
-    document: str | None
-    document_kind: DocumentKind | None
-    email: str | None
-    mobile_phone: str | None
-    business_phone: str | None
-    warnings: tuple[str, ...] = ()
-    address: Address | None = None  # the billing address, stored on a customer this creates
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """The match key of this customer (see ``customer_key``)."""
-        return customer_key(self.name, self.document)
+# --- what the service found or created for the order's drafts ---------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,98 +115,6 @@ class CustomerRef:
         )
 
 
-def normalize_name(name: str) -> str:
-    """Trim and collapse inner whitespace; case and accents are kept (they are part of a name)."""
-    return " ".join(name.split())
-
-
-def customer_key(name: str, document: str | None) -> tuple[str, str]:
-    """What must match for a stored customer to be reused: the name and the document, both.
-
-    A customer without a document has the empty string as its document part, so it matches only
-    another customer of the same name who has no document either.
-    """
-    return normalize_name(name), normalize_document(document or "")
-
-
-def customer_from_order(order: OrderPaid) -> CustomerDraft:
-    """The order's customer, normalised; an invalid or missing document is dropped with a warning.
-
-    Raises ``InvalidOrderError`` when the order names no customer at all.
-    """
-    source = order.customer
-    name = normalize_name(source.name or "")
-    if not name:
-        raise InvalidOrderError([_MISSING_NAME])
-    check = classify_document(source.document)
-    return CustomerDraft(
-        name=name,
-        document=check.normalized,
-        document_kind=check.kind,
-        email=_optional_text(source.email),
-        mobile_phone=_optional_text(source.mobile_phone),
-        business_phone=_optional_text(source.business_phone),
-        warnings=_document_warnings(source.document, check),
-        address=source.address,
-    )
-
-
-def _optional_text(value: str | None) -> str | None:
-    stripped = (value or "").strip()
-    return stripped or None
-
-
-def _document_warnings(raw: str | None, check: DocumentCheck) -> tuple[str, ...]:
-    if check.is_valid:
-        return ()
-    if not normalize_document(raw or ""):
-        return ("customer has no CPF or CNPJ: imported without a document",)
-    # Masked: warnings travel in messages and logs, where a full document number must never go.
-    return (f"document {mask_document(raw or '')} dropped: {check.reason}",)
-
-
-# --- validation --------------------------------------------------------------------------------
-
-
-def validate_order(order: OrderPaid) -> list[str]:
-    """Everything that stops this order from becoming a sale (empty when it can)."""
-    problems = [*_amount_problems(order), *_item_problems(order.items)]
-    if not normalize_name(order.customer.name or ""):
-        problems.append(_MISSING_NAME)
-    return problems
-
-
-def _amount_problems(order: OrderPaid) -> list[str]:
-    amounts = {"total": order.total, "discount": order.discount, "shipping": order.shipping}
-    return [f"negative {label}: {amount}" for label, amount in amounts.items() if amount < _ZERO]
-
-
-def _item_problems(items: Sequence[OrderItem]) -> list[str]:
-    if not items:
-        return ["order has no items"]
-    problems: list[str] = []
-    for position, item in enumerate(items, start=1):
-        if not item.name.strip():
-            problems.append(f"item {position} has no name")
-        if item.quantity <= 0:
-            problems.append(f"item {position} has quantity {item.quantity}")
-        if item.unit_price < _ZERO:
-            problems.append(f"item {position} has negative unit price {item.unit_price}")
-    return problems
-
-
-# --- products ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProductDraft:
-    """A product to create when the catalog has none with exactly this description."""
-
-    description: str
-    sku: str | None
-    unit_price: Decimal
-
-
 @dataclass(frozen=True, slots=True)
 class ProductRef:
     """A catalog product as a sale line shows it; ``created`` says whether this sale created it."""
@@ -206,23 +122,6 @@ class ProductRef:
     id: str
     description: str
     created: bool
-
-
-def product_drafts(order: OrderPaid) -> list[ProductDraft]:
-    """One draft per distinct line name, in first-seen order, with that first line's SKU and price.
-
-    Names are compared exactly (case-sensitive, untrimmed), as the catalog lookup is.
-    """
-    drafts: dict[str, ProductDraft] = {}
-    for item in order.items:
-        if item.name not in drafts:
-            drafts[item.name] = ProductDraft(item.name, item.sku, item.unit_price)
-    return list(drafts.values())
-
-
-def products_to_create(order: OrderPaid, existing: Collection[str]) -> list[ProductDraft]:
-    """The drafts whose description is not exactly one of the catalog's ``existing`` ones."""
-    return [draft for draft in product_drafts(order) if draft.description not in existing]
 
 
 # --- the sale ----------------------------------------------------------------------------------

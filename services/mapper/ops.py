@@ -13,7 +13,7 @@ from typing import Any
 
 from services.mapper import settings
 from services.mapper.adapters import postgres as db
-from services.mapper.domain import customer_key, normalize_name
+from services.mapper.orders import customer_key, normalize_name
 from shared.db import Conn, Executor
 from shared.documents import classify_document
 from shared.messaging import RETRY_OF, Broker, Envelope, retry_ids

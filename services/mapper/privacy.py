@@ -26,7 +26,6 @@ from shared.contracts import PrivacyRequest
 from shared.db import Conn, Executor
 from shared.documents import normalize_document
 from shared.logging import get_logger
-from shared.outbox import rewrite_store_outbox
 from shared.privacy import (
     REDACTED,
     Person,
@@ -34,6 +33,7 @@ from shared.privacy import (
     person_values,
     scrub,
     scrub_bytes,
+    scrub_outbox_and_exports,
     scrub_text,
 )
 from shared.queues import rewrite_messages
@@ -150,7 +150,9 @@ async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
         return person
     await _anonymise(conn, request.store_id, [c["id"] for c in customers])
     await _scrub_rejections(conn, request.store_id, rejections, person)
-    await _scrub_outbox_and_exports(conn, request.store_id, person)
+    await scrub_outbox_and_exports(
+        conn, "mapper", request.store_id, person, lambda part, _: _scrub_export(part, person)
+    )
     log.info(
         "LGPD redaction applied",
         store_id=request.store_id,
@@ -263,23 +265,6 @@ async def _scrub_rejections(
             REDACTED if person is None else scrub_text(r["detail"], person),
             orjson.dumps(scrub(items, person)).decode() if items is not None else None,
         )
-
-
-async def _scrub_outbox_and_exports(conn: Conn, store_id: int, person: Person | None) -> None:
-    await rewrite_store_outbox(conn, "mapper", store_id, lambda body: scrub_bytes(body, person))
-    exports = await conn.fetch(
-        "SELECT request_id, part::text AS part FROM mapper.privacy_exports WHERE store_id = $1",
-        store_id,
-    )
-    for e in exports:
-        part = orjson.loads(e["part"])
-        cleaned = _scrub_export(part, person)
-        if cleaned != part:
-            await conn.execute(
-                "UPDATE mapper.privacy_exports SET part = $2::jsonb WHERE request_id = $1",
-                e["request_id"],
-                orjson.dumps(cleaned).decode(),
-            )
 
 
 def _scrub_export(part: dict[str, Any], person: Person | None) -> dict[str, Any]:

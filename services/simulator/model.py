@@ -136,6 +136,13 @@ class Store:
     hostile: dict[int, dict[str, Any]] = field(default_factory=dict)
     _sorted: list[OrderRecord] | None = field(default=None, repr=False)
 
+    def take_number(self, number: int | None = None) -> int:
+        """The next order `number` (or the one asked for); numbers after it grow from there."""
+        if number is None:
+            number = self.next_number
+        self.next_number = max(self.next_number, number) + 1
+        return number
+
     def add(self, record: OrderRecord) -> None:
         """Store an order (invalidates the sorted view)."""
         self.orders[record.id] = record

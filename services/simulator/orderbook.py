@@ -42,6 +42,15 @@ def _copy(body: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
+def _paid_moment(
+    status: str, paid_at: dt.datetime | None, created: dt.datetime
+) -> dt.datetime | None:
+    """When an order of `status` was paid: `paid_at`, else its creation; None if not paid."""
+    if status not in PAID_STATUSES:
+        return None
+    return to_utc_second(paid_at) if paid_at else created
+
+
 class UnknownStoreError(LookupError):
     """No such store."""
 
@@ -213,44 +222,41 @@ class OrderBook(ABC):
         store = self.store(store_id)
         created = to_utc_second(created_at) if created_at else self.now()
         lines = self._lines(products)
-        gateway, count, discount_value = self._payment(
-            lines, payment_method, installments, discount
-        )
+        gateway, count, off = self._payment(lines, payment_method, installments, discount)
         status = payment_status or ("paid" if paid else "pending")
-        paid_moment = None
-        if status in PAID_STATUSES:
-            paid_moment = to_utc_second(paid_at) if paid_at else created
-        if number is None:
-            number = store.next_number
-        store.next_number = max(store.next_number, number) + 1
         buyer = self._customer(store, customer)
         draft = Draft(
             order_id=self._next_order_id,
             store_id=store_id,
-            number=number,
+            number=store.take_number(number),
             created_at=created,
             customer=buyer,
             lines=lines,
             shipments=self._shipments(lines, shipping, shipments, shipping_owner),
-            discount=discount_value,
+            discount=off,
             gateway=gateway,
             installments=count,
             destination=self._destination(buyer, shipping_address),
             currency=currency,
             payment_status=status,
-            paid_at=paid_moment,
+            paid_at=_paid_moment(status, paid_at, created),
             shape=shape or store.shape,
             quirks=quirks,
         )
+        body = self._keep(store, draft, notify=notify)
+        return _copy(body) if detached else body
+
+    def _keep(self, store: Store, draft: Draft, *, notify: bool) -> dict[str, Any]:
+        """Render and store the drafted order; announce it (created, and paid) when `notify`."""
         self._next_order_id += self.rng.randrange(1, 7)
         body = render(self.rng, draft)
-        record = OrderRecord(body, created, created, draft.shape, draft.shipments)
+        record = OrderRecord(body, draft.created_at, draft.created_at, draft.shape, draft.shipments)
         store.add(record)
         if notify:
-            self.emit(store_id, "order/created", record.id)
-            if status == "paid":
-                self.emit(store_id, "order/paid", record.id)
-        return _copy(body) if detached else body
+            self.emit(draft.store_id, "order/created", record.id)
+            if draft.payment_status == "paid":
+                self.emit(draft.store_id, "order/paid", record.id)
+        return body
 
     def add_orders(
         self,

@@ -147,10 +147,13 @@ async def start_ledger(settings: Settings) -> System:
 
 
 async def start_second_ledger(system: System) -> Running:
-    """Another ledger instance on the same vhost and database (two pods of one deployment)."""
-    return await start_service(
+    """Another ledger instance on the same vhost and database (two pods of one deployment),
+    which the system's barriers flush too."""
+    running = await start_service(
         "ledger", LedgerService, system.settings, port=0, host="127.0.0.1", connect_deadline=20
     )
+    system.replicas.setdefault("ledger", []).append(running)
+    return running
 
 
 class Tables(ABC):

@@ -257,11 +257,16 @@ def _on_queue(running: Running, queue: str) -> float:
     return 0.0 if value is None else float(value)
 
 
-async def _stop_first_if_asked(ledger: Ledger, runnings: list[Running], mode: str) -> None:
-    """With two instances, stop the first while messages flow: the other carries on alone."""
+async def _stop_first_if_asked(
+    ledger: Ledger, runnings: list[Running], mode: str, *, announced: int
+) -> None:
+    """With two instances, stop the first while messages flow (once a first confirmation was
+    processed, after the ``announced`` sales): the other carries on alone."""
     if not MODES[mode][2]:
         return
-    await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: _gte(_processed(ledger, runnings), announced + 1), what="a first confirmation"
+    )
     ledger.system.services["ledger"] = runnings[1]  # the harness now reads through the survivor
     await runnings[0].stop(grace_s=5)
 
@@ -305,13 +310,15 @@ async def test_ten_concurrent_identical_confirmations_post_once(
                 for sale, _, _ in sales
             )
         )
-        await _stop_first_if_asked(ledger, runnings, mode)
+        await _stop_first_if_asked(ledger, runnings, mode, announced=len(sales))
         for sale, _, _ in sales:
             await ledger.confirmed(sale.sale_id)
         await wait_until(
             lambda: _gte(_processed(ledger, runnings), 4 * 11), what="every message consumed"
         )
-        await ledger.observer.quiet(0.7)
+        home = ledger_shard(shard_of(STORE)).name
+        kept = [_on_queue(r, home) for r in runnings]  # before the barrier's probe reaches it
+        await ledger.settled()  # whatever instance published anything about them, it is seen
 
         for sale, plate, cup in sales:
             assert ledger.events("sale.confirmation_refused", sale.sale_id) == []
@@ -328,11 +335,8 @@ async def test_ten_concurrent_identical_confirmations_post_once(
         if len(runnings) == 2 and not MODES[mode][2]:
             # The store's shard is one instance's: it kept the 4 announcements, the other
             # instance none of them (the confirmations wait in ledger.erp).
-            home = shard_of(STORE)
-            owner = next(r for r in runnings if home in _assigned(r))
-            other = next(r for r in runnings if r is not owner)
-            queue = ledger_shard(home).name
-            assert (_on_queue(owner, queue), _on_queue(other, queue)) == (4.0, 0.0)
+            owner = next(n for n, r in enumerate(runnings) if shard_of(STORE) in _assigned(r))
+            assert (kept[owner], kept[1 - owner]) == (4.0, 0.0)
     finally:
         await _stop(ledger, runnings)
 
@@ -428,7 +432,7 @@ async def test_confirm_and_cancel_at_the_same_instant_end_consistent(
         for _, sale, _, _ in sales:
             await ledger.cancelled(sale.sale_id, within=15)
             await ledger.outcome(sale.sale_id)
-        await ledger.observer.quiet(0.7)
+        await ledger.settled()  # a second answer to either message would be seen by now
 
         problems: list[str] = []
         for _, sale, stool, board in sales:

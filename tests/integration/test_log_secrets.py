@@ -29,7 +29,7 @@ from services.simulator.runner import start_simulator
 from shared.contracts import SaleConfirm
 from shared.documents import mask_document
 from shared.messaging import Broker, envelope
-from tests.harness import Observer
+from tests.harness import Observer, ledger_sentinel, mapper_sentinel
 from tests.integration.helpers import CLI, child_env, free_port, spawn
 from tests.integration.ingest_helpers import eventually
 
@@ -187,7 +187,9 @@ async def _run_the_path(state: Any, observer: Observer, erp: Broker) -> None:
     state.lgpd_request(STORE, "customers/data_request", customer_id=customer_id, data_request_id=5)
     state.lgpd_request(STORE, "customers/redact", customer_id=customer_id)
     await observer.wait_for("privacy.request", count=2, store_id=STORE, within=20)
-    await observer.quiet(0.5)
+    # Both services that act on them (and log it) have: their sentinels queued behind are answered.
+    await mapper_sentinel(observer, erp)
+    await ledger_sentinel(observer, erp)
 
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,11 +20,11 @@ import pytest
 from openapi_spec_validator import validate
 from pydantic import SecretStr
 
-from services.cli.base import _default
 from services.ingest import ops as ingest_ops
 from services.ledger import ops as ledger_ops
 from services.mapper import ops as mapper_ops
 from shared.contracts import SaleConfirm
+from shared.operations import json_default
 from shared.settings import Settings
 from tests.harness import System, start_system
 from tests.integration.helpers import unique_store_id
@@ -47,7 +47,7 @@ async def system(settings: Settings) -> AsyncIterator[System]:
 
 def _plain(value: Any) -> Any:
     """What a body looks like once it went through JSON."""
-    return json.loads(json.dumps(value, default=_default))
+    return json.loads(json.dumps(value, default=json_default))
 
 
 async def _get(system: System, service: str, path: str, **headers: str) -> tuple[int, Any]:

@@ -79,9 +79,10 @@ async def _wait_http(
     raise AssertionError(f"{url} never answered {status} (last: {last})\n{child.output()}")
 
 
-async def _wait_output(child: Child, text: str, within: float = START_S) -> None:
+async def _wait_output(child: Child, text: str, within: float = START_S, count: int = 1) -> None:
+    """Wait until the child wrote ``text`` ``count`` times; fail early if it died."""
     deadline = time.monotonic() + within
-    while text not in child.stdout + child.stderr:
+    while (child.stdout + child.stderr).count(text) < count:
         if child.proc.returncode is not None:
             raise AssertionError(f"the service exited {child.proc.returncode}\n{child.output()}")
         if time.monotonic() > deadline:
@@ -159,7 +160,8 @@ async def test_unreachable_broker_is_retried_until_sigterm(
     )
     async with spawn([CLI, "run", "mapper"], env=env, cwd=tmp_path) as child:
         await _wait_output(child, "unreachable, retrying")
-        await asyncio.sleep(1.5)  # it keeps waiting rather than crashing
+        # It keeps waiting rather than crashing: two more attempts, each logged.
+        await _wait_output(child, "unreachable, retrying", count=3)
         assert child.proc.returncode is None, child.output()
         output = child.stdout + child.stderr
         assert "Traceback" not in output, child.output()

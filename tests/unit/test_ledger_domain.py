@@ -36,8 +36,8 @@ from shared.contracts import (
     Receivable,
     SaleConfirm,
     StockMovement,
-    format_money,
 )
+from shared.wire import format_money
 
 SALE_DATE = date(2024, 5, 10)
 # Timing checks off: these run beside other suites on shared machines, and speed is not the point.
