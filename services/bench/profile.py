@@ -171,8 +171,55 @@ def _frame_key(frame: str) -> tuple[str, str]:
     return f"{func} ({short})", package
 
 
+# Where a sample's time goes, by what its stack holds (first match wins).
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "publishing (building, framing, socket writes incl. acks)",
+        (
+            "Broker.publish",
+            "Exchange.publish (aio_pika",
+            "Channel.basic_publish",
+            "Connection.__writer",
+            "amqp_message",
+            "shared/publishing.py",
+        ),
+    ),
+    ("AMQP in (frames read, deliveries)", ("Connection.__reader", "Channel._reader")),
+    ("PostgreSQL (asyncpg)", ("(asyncpg/",)),
+    ("HTTP (aiohttp)", ("(aiohttp/",)),
+    ("event loop itself (uvloop)", ("Runner.run (asyncio/runners.py)$",)),
+)
+
+
+# Frames every stack holds (the process's entry point): left out of "total time".
+_WRAPPERS = {
+    "_run_module_as_main (<frozen runpy>)",
+    "_run_code (<frozen runpy>)",
+    "Runner.run (asyncio/runners.py)",
+    "<module> (services/cli/__main__.py)",
+    "run_services (shared/launch.py)",
+    "main (services/cli/parser.py)",
+    "_run (services/cli/run.py)",
+    "run (uvloop/__init__.py)",
+}
+
+
+def _category(frames: list[str]) -> str:
+    joined = ";".join(frames)
+    for name, markers in CATEGORIES:
+        for marker in markers:
+            if marker.endswith("$"):
+                if frames and frames[-1].startswith(marker[:-1]):
+                    return name
+            elif marker in joined:
+                return name
+    return "the rest (handlers, decoding, domain)"
+
+
 def summarize(raw: str, title: str, top: int = 20) -> str:
-    """Top functions by self and total samples, and self samples by package/module."""
+    """Top functions by self and total samples, self samples by package/module, and samples by
+    category (publishing, AMQP in, PostgreSQL, HTTP, event loop, the rest)."""
+    categories: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     packages: Counter[str] = Counter()
@@ -186,9 +233,10 @@ def summarize(raw: str, title: str, top: int = 20) -> str:
         keys = [_frame_key(f) for f in stack.split(";")]
         if not keys:
             continue
+        categories[_category([k[0] for k in keys])] += count
         own[keys[-1][0]] += count
         packages[keys[-1][1]] += count
-        for name in {k[0] for k in keys}:
+        for name in {k[0] for k in keys} - _WRAPPERS:
             total[name] += count
     if not samples:
         return f"{title}: no samples\n"
@@ -200,6 +248,7 @@ def summarize(raw: str, title: str, top: int = 20) -> str:
         return [*rows, ""]
 
     lines = [f"{title}: {samples} samples (on-CPU, py-spy)", ""]
+    lines += block("samples by category (stack holds ...)", categories)
     lines += block("self time by package/module", packages)
     lines += block("self time by function", own)
     lines += block("total time by function (in the stack)", total)
