@@ -35,6 +35,7 @@ from services.bench.infra import (
 )
 from services.bench.phases import (
     flash_sale,
+    paced_accept,
     paced_webhooks,
     steady_many_stores,
     thousands_of_stores,
@@ -49,9 +50,9 @@ from shared.contracts import SaleConfirm
 from shared.messaging import Broker, envelope
 from shared.settings import Settings
 
-# (a) poll, (b) webhooks, (c) confirmations, (d) steady, (d') many stores, (e) floors,
+# (a) poll, (b) webhooks, (b') webhooks at a paced 500/s, (c) confirmations, (d) steady, (d') many stores, (e) floors,
 # (g) large catalog, (h) flash sale, (i) thousands of stores.
-ALL_PHASES = frozenset({"a", "b", "c", "d", "d'", "e", "g", "h", "i"})
+ALL_PHASES = frozenset({"a", "b", "b'", "c", "d", "d'", "e", "g", "h", "i"})
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,13 @@ async def _phases(
         say("(b) webhook path")
         async with spans("webhook"):
             results |= await bench.webhook_path(bench.new_stores())
+        cluster.sample_rss()
+    if "b'" in only:
+        say("(b') webhook acceptance at a paced 500/s, 50 senders at most")
+        async with spans("accept"):
+            results |= await paced_accept(
+                bench, bench.new_stores(), sizes.steady_rate * 5, sizes.steady_seconds / 3
+            )
         cluster.sample_rss()
     if "c" in only:
         say("(c) confirmation path")

@@ -39,6 +39,11 @@ def render_table(r: dict[str, Any]) -> str:
         ),
         lambda: _rate("(b) webhook path", r["webhook_orders_per_s"], "orders/s", floor),
         lambda: _plain("(b) 429s from the simulator", f"{r['throttled_429']:.0f}"),
+        lambda: _rate("(b') paced webhooks accepted", r["paced_accept_rate_per_s"], "/s", floor),
+        lambda: _plain(
+            "(b') paced accept p50 / p99",
+            f"{r['paced_accept_p50_ms']:.1f} / {r['paced_accept_p99_ms']:.1f} ms",
+        ),
         lambda: _rate("(c) confirmations", r["confirmations_per_s"], "/s", floor),
         lambda: _plain(
             "(d) steady, 10 stores: p50 / p99",
