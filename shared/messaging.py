@@ -77,7 +77,8 @@ def envelope(message: Message, *, message_id: str, correlation_id: str | None) -
     return Envelope(
         exchange=message.exchange,
         routing_key=message.routing_key,
-        body=message.model_dump_json().encode(),
+        # The serializer's bytes as they are (model_dump_json would decode them to a str).
+        body=message.__pydantic_serializer__.to_json(message),
         message_id=message_id,
         type=message.message_type(),
         correlation_id=correlation_id,

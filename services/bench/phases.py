@@ -14,6 +14,7 @@ import aiohttp
 import asyncpg
 
 from services.bench.infra import SIM_SECRET, Cluster, Observer, SimControl, percentile
+from services.bench.probes import probing
 from services.bench.progress import say as _say
 from services.bench.progress import wait_until
 from services.simulator.webhooks import send_webhook
@@ -229,15 +230,17 @@ async def paced_accept(
                 limit.release()
 
         tasks = []
-        started = time.perf_counter()
-        for n, job in enumerate(jobs):
-            delay = started + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await limit.acquire()
-            tasks.append(asyncio.create_task(send(job)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
+        amqp = bench.cluster.env["AMQP_URL"]
+        async with probing(amqp, bench.cluster.ingest_url) as probes:
+            started = time.perf_counter()
+            for n, job in enumerate(jobs):
+                delay = started + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await limit.acquire()
+                tasks.append(asyncio.create_task(send(job)))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - started
     await wait_until(
         "paced webhooks: pending sales", lambda: bench.pending_of(stores), total - refused, 600
     )
@@ -246,4 +249,4 @@ async def paced_accept(
         "paced_accept_p50_ms": percentile(latencies, 50) * 1000,
         "paced_accept_p99_ms": percentile(latencies, 99) * 1000,
         "paced_accept_refused": float(refused),
-    }
+    } | probes

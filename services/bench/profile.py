@@ -96,7 +96,8 @@ class Profiler:
 
     def _cpu(self) -> dict[str, float]:
         own = {n: _stat_cpu(p.popen.pid) for n, p in self.cluster.services.items()}
-        return own | outside_cpu()
+        # The load generator and observer (this process) share the two cores too.
+        return own | outside_cpu() | {"bench (load, observer)": _stat_cpu(os.getpid())}
 
     def _start_spies(self, phase: str) -> list[tuple[str, subprocess.Popen[bytes]]]:
         spy = _py_spy()
@@ -143,7 +144,7 @@ class Profiler:
             lines.append(f"{record.name}: {record.messages} messages in {record.wall_s:.1f} s wall")
             per = record.per_message_ms()
             for key, seconds in record.cpu_s.items():
-                lines.append(f"  {key:<20} {seconds:8.2f} s   {per.get(key, 0.0):7.3f} ms/message")
+                lines.append(f"  {key:<22} {seconds:8.2f} s   {per.get(key, 0.0):7.3f} ms/message")
             lines.append("")
         text = "\n".join(lines)
         (self.out / "cpu.txt").write_text(text + "\n")

@@ -44,6 +44,11 @@ def render_table(r: dict[str, Any]) -> str:
             "(b') paced accept p50 / p99",
             f"{r['paced_accept_p50_ms']:.1f} / {r['paced_accept_p99_ms']:.1f} ms",
         ),
+        lambda: _plain(
+            "(b') probes: broker confirm / ingest /healthz p50 / p99",
+            f"{r['probe_confirm_p50_ms']:.0f}/{r['probe_confirm_p99_ms']:.0f},"
+            f" {r['probe_ingest_healthz_p50_ms']:.0f}/{r['probe_ingest_healthz_p99_ms']:.0f} ms",
+        ),
         lambda: _rate("(c) confirmations", r["confirmations_per_s"], "/s", floor),
         lambda: _plain(
             "(d) steady, 10 stores: p50 / p99",
