@@ -41,6 +41,13 @@ def _stat_cpu(pid: int, *, children: bool = False) -> float:
     return ticks / TICKS
 
 
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine spent busy (every core), from the first line of /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
 def _processes() -> list[tuple[int, str, str]]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -96,8 +103,17 @@ class Profiler:
 
     def _cpu(self) -> dict[str, float]:
         own = {n: _stat_cpu(p.popen.pid) for n, p in self.cluster.services.items()}
-        # The load generator and observer (this process) share the two cores too.
-        return own | outside_cpu() | {"bench (load, observer)": _stat_cpu(os.getpid())}
+        # The load generator and observer (this process) and the simulator share the cores too;
+        # "machine" is every process's (other sessions' included), from /proc/stat.
+        return (
+            own
+            | outside_cpu()
+            | {
+                "bench (load, observer)": _stat_cpu(os.getpid()),
+                "simulator": _stat_cpu(self.cluster.simulator.popen.pid),
+                "machine (all processes)": _machine_cpu(),
+            }
+        )
 
     def _start_spies(self, phase: str) -> list[tuple[str, subprocess.Popen[bytes]]]:
         spy = _py_spy()
