@@ -233,7 +233,10 @@ class Broker:
         key = (self.link.generation, urgent)
         found = self._publishers.get(key)
         if found is None or found.source is not channel:
-            underlay = await channel.get_underlay_channel()
+            try:
+                underlay = await channel.get_underlay_channel()
+            except CONNECTION_EXCEPTIONS as exc:
+                raise BrokerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
             assert isinstance(underlay, aiormq.Channel)
             found = ChannelPublisher(underlay, self.app_id, source=channel)
             # Publishers of an older link are dropped: their channels are closed.
