@@ -17,18 +17,12 @@ PACKAGES = ("services", "shared", "tools")
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
-# Files other changes are rewriting (issue 10); each is checked again once they land.
+# The bench's phase drivers read as one script each (set up, drive, measure); nothing else is exempt.
 ALLOWED = frozenset(
     {
-        "services/ledger/handlers.py",
-        "services/mapper/handlers.py",
-        "services/mapper/bulk.py",
-        "services/mapper/adapters/postgres.py",
-        "shared/consumer.py",
-        "shared/messaging.py",
-        "shared/outbox.py",
         "services/bench/floor.py",
         "services/bench/infra.py",
+        "services/bench/table.py",
     }
 )
 
