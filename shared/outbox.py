@@ -245,60 +245,6 @@ async def inbox_size(conn: Executor, schema: str) -> int:
     return int(await conn.fetchval(f"SELECT count(*) FROM {schema}.inbox"))
 
 
-class InboxPruner:
-    """Forgets consumed message ids older than the retention, in small batches (short locks).
-
-    The retention (``INBOX_RETENTION_DAYS``) must outlast any redelivery: a message redelivered
-    after its id was forgotten would be processed again, and only the domain's unique keys would
-    stop a second effect.
-    """
-
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        schema: str,
-        *,
-        retention_s: float,
-        interval_s: float = 60.0,
-        batch: int = 1000,
-    ) -> None:
-        self.pool = pool
-        self.schema = schema
-        self.retention_s = retention_s
-        self.interval_s = interval_s
-        self.batch = batch
-
-    async def prune_once(self) -> int:
-        pruned = 0
-        while True:
-            status = await self.pool.execute(
-                f"""
-                DELETE FROM {self.schema}.inbox WHERE message_id IN (
-                    SELECT message_id FROM {self.schema}.inbox
-                    WHERE processed_at < now() - make_interval(secs => $1)
-                    LIMIT $2 FOR UPDATE SKIP LOCKED)
-                """,
-                self.retention_s,
-                self.batch,
-            )
-            deleted = int(status.split()[-1])
-            pruned += deleted
-            if deleted < self.batch:
-                return pruned
-            await asyncio.sleep(0.01)  # let the consumers' transactions in between batches
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                pruned = await self.prune_once()
-                if pruned:
-                    log.info("inbox pruned", schema=self.schema, count=pruned)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("inbox pruning failed", schema=self.schema, error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=self.interval_s)
-
-
 async def claim(conn: Conn, schema: str, message_ids: list[str]) -> set[str]:
     """Record message ids as processed in the caller's transaction; returns those seen first now.
 

@@ -15,6 +15,7 @@ either). ``consumer`` builds a service's ``BatchConsumer`` from its declarations
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import datetime as dt
@@ -44,23 +45,23 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class UnitOfWork:
+class UnitOfWork(abc.ABC):
     """One batch's transaction as the handlers see it; services add their repositories."""
 
     def __init__(self, clock: Clock = utc_now) -> None:
         self.clock = clock
 
+    @abc.abstractmethod
     async def claim(self, message_ids: list[str]) -> set[str]:
         """Record ids in the inbox; those seen for the first time."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def stage(self, envs: list[Envelope]) -> list[Staged]:
         """Put envelopes in the outbox (one already there is skipped); what was staged."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def savepoint(self) -> contextlib.AbstractAsyncContextManager[None]:
         """A nested transaction: what it did is undone if it raises."""
-        raise NotImplementedError
 
 
 class PostgresUnitOfWork(UnitOfWork):
