@@ -276,11 +276,13 @@ class Broker:
                 amqp_message(env, self.app_id), routing_key=env.routing_key, mandatory=mandatory
             )
         )
+        # In flight until the broker answers, also when the caller stopped waiting: a webhook
+        # given up on after STALL_S is still unconfirmed, so the stall keeps being measured.
+        confirming.add_done_callback(self._settled)
         try:
             await self._await_confirm(
                 confirming, give_up_stalled=give_up_stalled, within=confirm_timeout
             )
-            self._last_confirm = time.monotonic()
         except PublishError:
             raise
         except TimeoutError as exc:
@@ -294,8 +296,11 @@ class Broker:
         except CONNECTION_EXCEPTIONS as exc:
             self.link.suspect(exc)
             raise BrokerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            self._in_flight -= 1
+
+    def _settled(self, confirming: asyncio.Future[Any]) -> None:
+        self._in_flight -= 1
+        if not confirming.cancelled() and confirming.exception() is None:
+            self._last_confirm = time.monotonic()
 
     async def _await_confirm(
         self, confirming: asyncio.Future[Any], *, give_up_stalled: bool, within: float
