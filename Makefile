@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d'
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --allow-unsafe \
 	--strip-extras --extra dev --no-emit-index-url --no-emit-find-links --output-file $(LOCK)
 
-.PHONY: chaos demo test lint typecheck audit unit integration bench services clean lock lock-upgrade
+.PHONY: chaos demo test lint typecheck audit unit integration bench profile services clean lock lock-upgrade
 
 $(STAMP): pyproject.toml $(LOCK)
 	rm -f $(VENV)/.installed-*
@@ -68,6 +68,13 @@ cluster-test: $(STAMP)
 # private broker node and PostgreSQL; prints the reconciliation (docs/reliability.md).
 chaos: $(STAMP)
 	$(BIN)/python -m tests.faults.chaos
+
+# py-spy profiles of each service during the bench's poll, webhook, confirmation and steady
+# (many stores) phases, with CPU seconds per message: text summaries in PROFILE_DIR (raw stacks
+# in PROFILE_DIR/raw). Waits for any other benchmark on the machine (the same lock).
+PROFILE_DIR ?= .bench-logs/profile
+profile: $(STAMP)
+	flock /tmp/nuvem-bench.lock $(BIN)/nuvem-ledger bench --phases "a,b,c,d',e" --profile $(PROFILE_DIR)
 
 # Start the local RabbitMQ and PostgreSQL when they are not answering (machines of this kind).
 services:

@@ -15,8 +15,9 @@ everything here, in one place, after any loss:
   fast, readiness says why), every subscriber is told to drop the deliveries it buffered (their
   channel is gone, the broker redelivers them), both connections are closed, and the link
   reconnects with a growing pause, trying each host of ``AMQP_URL`` in turn;
-- once reconnected it declares the topology again, opens a new publishing channel (publisher
-  confirms, returns raised) and a new channel per subscription, and consumes again.
+- once reconnected it declares the topology again, opens new publishing channels (publisher
+  confirms, returns raised: one for the outbox and events, one of its own for publishes a caller
+  waits on to answer, the webhook's) and a new channel per subscription, and consumes again.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class Link:
         self._next_host = 0
         self._connections: list[AbstractConnection] = []
         self._channel: AbstractChannel | None = None
+        self._urgent: AbstractChannel | None = None
         self._subscriptions: list[Subscription] = []
         # id(sub) -> its channel; a channel we close on purpose is not a lost link.
         self._consuming: dict[int, AbstractChannel] = {}
@@ -132,6 +134,15 @@ class Link:
     @property
     def publish_channel(self) -> AbstractChannel:
         channel = self._channel
+        if not self.is_up or channel is None or channel.is_closed:
+            raise LinkDownError(f"broker unreachable: {self.last_error or 'reconnecting'}")
+        return channel
+
+    @property
+    def urgent_channel(self) -> AbstractChannel:
+        """A publishing channel of its own for publishes someone waits on (the webhook's 2xx):
+        its frames and confirms do not queue behind the outbox's batches on the other one."""
+        channel = self._urgent
         if not self.is_up or channel is None or channel.is_closed:
             raise LinkDownError(f"broker unreachable: {self.last_error or 'reconnecting'}")
         return channel
@@ -178,9 +189,11 @@ class Link:
             self._connections.append(conn)
         channel = await connections[0].channel(publisher_confirms=True, on_return_raises=True)
         self._watch(channel, generation)
+        urgent = await connections[0].channel(publisher_confirms=True, on_return_raises=True)
+        self._watch(urgent, generation)
         if self._declare is not None:
             await self._declare(channel)
-        self._channel = channel
+        self._channel, self._urgent = channel, urgent
         for sub in self._subscriptions:
             await self._consume(connections[1], sub, generation)
         self._up.set()
@@ -272,7 +285,7 @@ class Link:
 
     async def _teardown(self) -> None:
         self._up.clear()
-        self._channel = None
+        self._channel = self._urgent = None
         self._consuming.clear()
         connections, self._connections = self._connections, []
         for conn in connections:

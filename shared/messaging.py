@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
 
@@ -25,6 +26,7 @@ from shared.contracts import EXCHANGES, Message
 from shared.db import retry_until_up
 from shared.link import Link, LinkDownError, Subscription
 from shared.logging import get_logger
+from shared.publishing import ChannelPublisher, settled
 from shared.topology import (
     QUEUES,
     SHARD_EXCHANGE,
@@ -75,7 +77,8 @@ def envelope(message: Message, *, message_id: str, correlation_id: str | None) -
     return Envelope(
         exchange=message.exchange,
         routing_key=message.routing_key,
-        body=message.model_dump_json().encode(),
+        # The serializer's bytes as they are (model_dump_json would decode them to a str).
+        body=message.__pydantic_serializer__.to_json(message),
         message_id=message_id,
         type=message.message_type(),
         correlation_id=correlation_id,
@@ -161,19 +164,6 @@ async def declare_topology(
             await queue.bind(shards, "", arguments=shard_binding(spec.shard))
 
 
-def _abandon(confirming: asyncio.Future[Any]) -> None:
-    """Stop waiting for a publish without cancelling it.
-
-    Cancelling aiormq's publish midway (ours, or its own timeout) can leave its delivery-tag
-    count ahead of the broker's (the tag taken, the frames never sent): every later confirm then resolves the wrong
-    publish, and the last one of each burst waits forever, so the channel never confirms
-    again. Measured under overload (issue 13's bench): ingest's outbox then failed "no confirm
-    within 10 s" for minutes while the link looked up. The publish is left to finish; its
-    outcome is read and dropped.
-    """
-    confirming.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
 class PublishError(ConnectionError):
     """A publish that cannot be said to have reached a queue: retry it later."""
 
@@ -203,7 +193,8 @@ class Broker:
         self.url = url
         self.app_id = app_id
         self.link = Link(url, app_id, declare=declare_topology)
-        self._exchanges: dict[tuple[int, str], AbstractExchange] = {}
+        # The batching publisher of each publishing channel: (link generation, urgent).
+        self._publishers: dict[tuple[int, bool], ChannelPublisher] = {}
         self._in_flight = 0
         self._waiting_since = 0.0  # when the in-flight count last rose from zero
         self._last_confirm = 0.0
@@ -234,17 +225,27 @@ class Broker:
     async def wait_up(self, within: float | None = None) -> bool:
         return await self.link.wait_up(within)
 
-    def _exchange(self, channel: AbstractChannel, name: str) -> AbstractExchange:
-        if name == "":
-            return channel.default_exchange
-        key = (self.link.generation, name)
-        found = self._exchanges.get(key)
-        if found is None:
-            # A name, not a declaration: the link declared our exchanges when it connected.
-            found = aio_pika.Exchange(channel, name, passive=True)
-            self._exchanges = {k: v for k, v in self._exchanges.items() if k[0] == key[0]}
-            self._exchanges[key] = found
+    async def _publisher(self, urgent: bool) -> ChannelPublisher:
+        try:
+            channel = self.link.urgent_channel if urgent else self.link.publish_channel
+        except LinkDownError as exc:
+            raise BrokerUnavailableError(str(exc)) from exc
+        key = (self.link.generation, urgent)
+        found = self._publishers.get(key)
+        if found is None or found.source is not channel:
+            try:
+                underlay = await channel.get_underlay_channel()
+            except CONNECTION_EXCEPTIONS as exc:
+                raise BrokerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+            assert isinstance(underlay, aiormq.Channel)
+            found = ChannelPublisher(underlay, self.app_id, source=channel)
+            # Publishers of an older link are dropped: their channels are closed.
+            self._publishers = {k: v for k, v in self._publishers.items() if k[0] == key[0]}
+            self._publishers[key] = found
         return found
+
+    def _confirmed(self) -> None:
+        self._last_confirm = time.monotonic()
 
     async def publish(
         self,
@@ -260,64 +261,14 @@ class Broker:
         message the broker may drop; events for other services' exchanges are not mandatory,
         since having no consumer bound is legitimate there. ``give_up_stalled``: stop waiting
         as soon as the broker has confirmed nothing for ``STALL_S`` (a stalled connection looks
-        alive until its heartbeat expires), instead of waiting out ``confirm_timeout``.
+        alive until its heartbeat expires), instead of waiting out ``confirm_timeout``; such a
+        publish (someone waits on it to answer: the webhook) goes on the link's channel of its
+        own, so it never queues behind the outbox's batches.
+
+        Concurrent publishes share writes: each one joins whatever the channel sends next
+        (``shared.publishing``), and each waits for its own confirm.
         """
-        try:
-            channel = self.link.publish_channel
-        except LinkDownError as exc:
-            raise BrokerUnavailableError(str(exc)) from exc
-        exchange = self._exchange(channel, env.exchange)
-        if self._in_flight == 0:
-            self._waiting_since = time.monotonic()
-        self._in_flight += 1
-        # No timeout inside aiormq: its timeout cancels the publish midway (see ``_abandon``).
-        confirming = asyncio.ensure_future(
-            exchange.publish(
-                amqp_message(env, self.app_id), routing_key=env.routing_key, mandatory=mandatory
-            )
-        )
-        # In flight until the broker answers, also when the caller stopped waiting: a webhook
-        # given up on after STALL_S is still unconfirmed, so the stall keeps being measured.
-        confirming.add_done_callback(self._settled)
-        try:
-            await self._await_confirm(
-                confirming, give_up_stalled=give_up_stalled, within=confirm_timeout
-            )
-        except PublishError:
-            raise
-        except TimeoutError as exc:
-            raise PublishTimeoutError(f"no confirm within {confirm_timeout} s") from exc
-        except DeliveryError as exc:
-            reason = _delivery_reason(exc)
-            raise UnroutableError(f"{env.exchange}/{env.routing_key}: {reason}") from exc
-        except asyncio.CancelledError:
-            _abandon(confirming)
-            raise
-        except CONNECTION_EXCEPTIONS as exc:
-            self.link.suspect(exc)
-            raise BrokerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
-
-    def _settled(self, confirming: asyncio.Future[Any]) -> None:
-        self._in_flight -= 1
-        if not confirming.cancelled() and confirming.exception() is None:
-            self._last_confirm = time.monotonic()
-
-    async def _await_confirm(
-        self, confirming: asyncio.Future[Any], *, give_up_stalled: bool, within: float
-    ) -> None:
-        deadline = time.monotonic() + within
-        while True:
-            step = STALL_CHECK_S if give_up_stalled else max(0.0, deadline - time.monotonic())
-            done, _ = await asyncio.wait({confirming}, timeout=step)
-            if done:
-                confirming.result()
-                return
-            if give_up_stalled and self.stalled_for() > STALL_S:
-                _abandon(confirming)
-                raise PublishTimeoutError(f"the broker confirmed nothing for {STALL_S} s")
-            if time.monotonic() > deadline:
-                _abandon(confirming)
-                raise PublishTimeoutError(f"no confirm within {within} s")
+        await self._publish([env], confirm_timeout, mandatory, urgent=give_up_stalled)
 
     async def publish_many(
         self,
@@ -326,16 +277,64 @@ class Broker:
         confirm_timeout: float = PUBLISH_TIMEOUT_S,
         mandatory: bool = False,
     ) -> None:
-        """Publish in order on one channel and wait for every confirm at once."""
-        if not envs:
-            return
-        results = await asyncio.gather(
-            *(self.publish(e, confirm_timeout=confirm_timeout, mandatory=mandatory) for e in envs),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        """Publish in order on one channel (in one write when they fit) and wait until every
+        one is confirmed; the first failure in order is raised once all are settled."""
+        if envs:
+            await self._publish(envs, confirm_timeout, mandatory, urgent=False)
+
+    async def _publish(
+        self, envs: list[Envelope], within: float, mandatory: bool, *, urgent: bool
+    ) -> None:
+        publisher = await self._publisher(urgent)
+        if self._in_flight == 0:
+            self._waiting_since = time.monotonic()
+        self._in_flight += 1
+        failed = envs[0]
+        try:
+            try:
+                futures = publisher.submit(envs, mandatory=mandatory)
+            except BaseException:
+                self._in_flight -= 1
+                raise
+            confirming = settled(futures, self._confirmed)
+            # In flight until the broker answers, also when the caller stopped waiting: a webhook
+            # given up on after STALL_S is still unconfirmed, so the stall keeps being measured.
+            confirming.add_done_callback(self._settled)
+            await self._await_confirm(confirming, give_up_stalled=urgent, within=within)
+            failure = confirming.result()
+            if failure is not None:
+                failed = envs[failure[0]]
+                raise failure[1]
+        except PublishError:
+            raise
+        except TimeoutError as exc:
+            raise PublishTimeoutError(f"no confirm within {within} s") from exc
+        except DeliveryError as exc:
+            reason = _delivery_reason(exc)
+            raise UnroutableError(f"{failed.exchange}/{failed.routing_key}: {reason}") from exc
+        except CONNECTION_EXCEPTIONS as exc:
+            self.link.suspect(exc)
+            raise BrokerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _settled(self, _confirming: asyncio.Future[Any]) -> None:
+        # Confirms were counted one by one (``_confirmed``); this only ends the wait.
+        self._in_flight -= 1
+
+    async def _await_confirm(
+        self, confirming: asyncio.Future[Any], *, give_up_stalled: bool, within: float
+    ) -> None:
+        """Wait for ``confirming``; on giving up it is left to settle (nothing is cancelled: the
+        frames went out, or will, in the publisher's own write)."""
+        deadline = time.monotonic() + within
+        while True:
+            step = STALL_CHECK_S if give_up_stalled else max(0.0, deadline - time.monotonic())
+            done, _ = await asyncio.wait({confirming}, timeout=step)
+            if done:
+                return
+            if give_up_stalled and self.stalled_for() > STALL_S:
+                raise PublishTimeoutError(f"the broker confirmed nothing for {STALL_S} s")
+            if time.monotonic() > deadline:
+                raise PublishTimeoutError(f"no confirm within {within} s")
 
     async def dead_letter(
         self, queue: str, incoming: AbstractIncomingMessage, reason: str, detail: str
@@ -364,7 +363,7 @@ class Broker:
 
     async def close(self) -> None:
         await self.link.close()
-        self._exchanges.clear()
+        self._publishers.clear()
 
 
 def _delivery_reason(exc: DeliveryError) -> str:

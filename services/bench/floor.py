@@ -16,6 +16,8 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
+from services.bench.progress import say
+
 PUBLISH_WINDOW = 500  # confirms awaited together
 
 
@@ -233,3 +235,17 @@ class _BatchingHop:
             )
         await self.then(taken)
         await taken[-1].ack(multiple=True)
+
+
+async def floors(amqp: str, database: str, messages: int) -> dict[str, float]:
+    """The three floors of (e), each on a fresh queue."""
+    say("(e) the floor: bare publish → consume → INSERT")
+    unbatched = await floor_rate(amqp, database, messages // 4, batch=1)
+    batched = await floor_rate(amqp, database, messages, batch=200)
+    say("(e) the two-hop floor: publish → consume → batched INSERT → publish → consume → INSERT")
+    two_hop = await two_hop_floor_rate(amqp, database, messages)
+    return {
+        "floor_unbatched_per_s": unbatched,
+        "floor_batched_per_s": batched,
+        "floor_two_hop_batched_per_s": two_hop,
+    }

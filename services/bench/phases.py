@@ -14,6 +14,7 @@ import aiohttp
 import asyncpg
 
 from services.bench.infra import SIM_SECRET, Cluster, Observer, SimControl, percentile
+from services.bench.probes import probing
 from services.bench.progress import say as _say
 from services.bench.progress import wait_until
 from services.simulator.webhooks import send_webhook
@@ -188,3 +189,64 @@ async def _all_polled_since(bench: Bench, stores: list[int], since: Any, timeout
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {row['done']}/{len(stores)} stores polled in {timeout_s} s")
         await asyncio.sleep(0.5)
+
+
+async def paced_accept(
+    bench: Bench, stores: list[int], rate: float, seconds: float, senders: int = 50
+) -> dict[str, float]:
+    """(b') Webhooks sent at a steady ``rate`` by at most ``senders`` at once (issue 13 item 6:
+    accept p99 at ≥ 500/s with 50 concurrent senders), while the pipeline imports them: accept
+    latency (request sent → 2xx) and the rate reached. A sender that falls behind the schedule
+    sends at once, so a slow accept shows as a lower rate as well as a higher latency."""
+    await bench.connect_idle(stores)
+    total = int(rate * seconds)
+    jobs: list[tuple[int, int]] = []
+    for index, store_id in enumerate(stores):
+        count = total // len(stores) + (1 if index < total % len(stores) else 0)
+        jobs += [(store_id, o) for o in await bench.sim.add_orders(store_id, count, paid=True)]
+    jobs.sort(key=lambda job: job[1])
+    latencies: list[float] = []
+    refused = 0
+    limit = asyncio.Semaphore(senders)
+    url = f"{bench.cluster.ingest_url}/webhooks/nuvemshop"
+    _say(f"  {total} webhooks at {rate:.0f}/s, at most {senders} at once")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=senders + 10)) as session:
+
+        async def send(job: tuple[int, int]) -> None:
+            nonlocal refused
+            try:
+                sent = time.perf_counter()
+                try:
+                    status = await send_webhook(
+                        session, url, SIM_SECRET, *job[:1], "order/paid", job[1]
+                    )
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+                if status == 200:
+                    latencies.append(time.perf_counter() - sent)
+                else:
+                    refused += 1  # left to the poller, out of the latencies
+            finally:
+                limit.release()
+
+        tasks = []
+        amqp = bench.cluster.env["AMQP_URL"]
+        async with probing(amqp, bench.cluster.ingest_url) as probes:
+            started = time.perf_counter()
+            for n, job in enumerate(jobs):
+                delay = started + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await limit.acquire()
+                tasks.append(asyncio.create_task(send(job)))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - started
+    await wait_until(
+        "paced webhooks: pending sales", lambda: bench.pending_of(stores), total - refused, 600
+    )
+    return {
+        "paced_accept_rate_per_s": len(latencies) / elapsed,
+        "paced_accept_p50_ms": percentile(latencies, 50) * 1000,
+        "paced_accept_p99_ms": percentile(latencies, 99) * 1000,
+        "paced_accept_refused": float(refused),
+    } | probes

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def say(text: str) -> None:
@@ -30,3 +32,16 @@ async def wait_until(what: str, done: Callable[[], int], total: int, timeout_s: 
             sys.stderr.write("\n")
             raise TimeoutError(f"{what}: only {count}/{total} after {timeout_s:.0f} s")
         await asyncio.sleep(0.25)
+
+
+class Shown(dict[str, Any]):
+    """The figures so far, each shown on stderr as it arrives (a later failure keeps them)."""
+
+    def __ior__(self, other: Any) -> Shown:  # type: ignore[override,misc]
+        say(f"  -> {json.dumps(other, default=str)}")
+        super().update(other)
+        return self
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        say(f"  -> {json.dumps({key: value}, default=str)}")
+        super().__setitem__(key, value)

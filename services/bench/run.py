@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from services.bench.floor import floor_rate, two_hop_floor_rate
+from services.bench.floor import floors
 from services.bench.infra import (
     SIM_SECRET,
     Cluster,
@@ -35,11 +35,13 @@ from services.bench.infra import (
 )
 from services.bench.phases import (
     flash_sale,
+    paced_accept,
     paced_webhooks,
     steady_many_stores,
     thousands_of_stores,
 )
-from services.bench.progress import say, wait_until
+from services.bench.profile import Profiler, Spans
+from services.bench.progress import Shown, say, wait_until
 from services.bench.table import render_table
 from services.ingest.connections import store_connection
 from services.ingest.tokens import cipher_from_settings, generate_key
@@ -47,6 +49,10 @@ from services.simulator.webhooks import send_webhook
 from shared.contracts import SaleConfirm
 from shared.messaging import Broker, envelope
 from shared.settings import Settings
+
+# (a) poll, (b) webhooks, (b') webhooks at a paced 500/s, (c) confirmations, (d) steady, (d') many stores, (e) floors,
+# (g) large catalog, (h) flash sale, (i) thousands of stores.
+ALL_PHASES = frozenset({"a", "b", "b'", "c", "d", "d'", "e", "g", "h", "i"})
 
 
 @dataclass(frozen=True)
@@ -274,8 +280,16 @@ class Bench:
 
 
 async def run_bench(
-    settings: Settings, *, quick: bool, as_json: bool, ledger_replicas: int = 2
+    settings: Settings,
+    *,
+    quick: bool,
+    as_json: bool,
+    ledger_replicas: int = 2,
+    only: frozenset[str] = ALL_PHASES,
+    profile: Path | None = None,
 ) -> int:
+    """Run the phases in ``only`` (all by default); ``profile``: a directory for py-spy's
+    samples of each service during (a), (b), (c) and (d'), and their CPU per message."""
     sizes = Sizes.for_mode(quick)
     say(
         f"nuvem-ledger bench ({'quick' if quick else 'full'}): RabbitMQ vhost and database of its own"
@@ -303,23 +317,18 @@ async def run_bench(
     session = aiohttp.ClientSession()
     try:
         bench = Bench(cluster, pool, SimControl(session, cluster.sim_url), observer, sizes)
-        results |= await _phases(bench)
+        profiler = Profiler(cluster, profile) if profile is not None else None
+        results |= await _phases(bench, profiler, only)
+        if profiler is not None:
+            say(profiler.write_cpu_table())
+            results["cpu_ms_per_message"] = {p.name: p.per_message_ms() for p in profiler.phases}
     finally:
         await session.close()
         await observer.close()
         await pool.close()
         cluster.stop()
-    say("(e) the floor: bare publish → consume → INSERT")
-    results["floor_unbatched_per_s"] = await floor_rate(
-        amqp, database, sizes.floor_messages // 4, batch=1
-    )
-    results["floor_batched_per_s"] = await floor_rate(
-        amqp, database, sizes.floor_messages, batch=200
-    )
-    say("(e) the two-hop floor: publish → consume → batched INSERT → publish → consume → INSERT")
-    results["floor_two_hop_batched_per_s"] = await two_hop_floor_rate(
-        amqp, database, sizes.floor_messages
-    )
+    if "e" in only:
+        results |= await floors(amqp, database, sizes.floor_messages)
     results["run_id"] = str(uuid.uuid4())
     if as_json:
         sys.stdout.write(json.dumps(results, indent=2, default=str) + "\n")
@@ -328,49 +337,59 @@ async def run_bench(
     return 0
 
 
-class _Shown(dict[str, Any]):
-    """The figures so far, each shown on stderr as it arrives (a later failure keeps them)."""
-
-    def __ior__(self, other: Any) -> _Shown:  # type: ignore[override,misc]
-        say(f"  -> {json.dumps(other, default=str)}")
-        super().update(other)
-        return self
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        say(f"  -> {json.dumps({key: value}, default=str)}")
-        super().__setitem__(key, value)
-
-
-async def _phases(bench: Bench) -> dict[str, Any]:
-    """Every phase on the running services, in order; their figures."""
+async def _phases(
+    bench: Bench, profiler: Profiler | None = None, only: frozenset[str] = ALL_PHASES
+) -> dict[str, Any]:
+    """The phases in ``only`` on the running services, in order; their figures. With a
+    ``profiler``, (a), (b), (c) and (d') are each recorded (``services.bench.profile``)."""
     cluster, sizes = bench.cluster, bench.sizes
-    results = _Shown()
-    say("(a) poll path")
-    results["poll_orders_per_s"] = await bench.poll_path(bench.new_stores(), "poll path")
-    cluster.sample_rss()
-    say("(b) webhook path")
-    results |= await bench.webhook_path(bench.new_stores())
-    cluster.sample_rss()
-    say("(c) confirmation path")
-    results["confirmations_per_s"] = await bench.confirmations()
-    cluster.sample_rss()
-    say("(d) latency under steady load")
-    results |= await bench.steady(bench.new_stores())
-    cluster.sample_rss()
-    say("(d') latency under steady load over many stores")
-    results |= await steady_many_stores(bench, bench.new_stores(sizes.many_stores))
-    cluster.sample_rss()
-    say("(h) flash sale on one store")
-    results |= await flash_sale(bench, bench.new_stores(1)[0])
-    cluster.sample_rss()
-    say("(g) poll path with a large catalog")
-    big = bench.new_stores()
-    await bench.load_catalog(big)
-    results["poll_orders_per_s_large_catalog"] = await bench.poll_path(
-        big, "poll path, large catalog"
-    )
-    cluster.sample_rss()
-    say("(i) thousands of stores")
-    results |= await thousands_of_stores(bench, bench.new_stores(sizes.connected_stores))
+    results = Shown()
+    spans = Spans(profiler, bench.observer)
+    if "a" in only:
+        say("(a) poll path")
+        async with spans("poll"):
+            results["poll_orders_per_s"] = await bench.poll_path(bench.new_stores(), "poll path")
+        cluster.sample_rss()
+    if "b" in only:
+        say("(b) webhook path")
+        async with spans("webhook"):
+            results |= await bench.webhook_path(bench.new_stores())
+        cluster.sample_rss()
+    if "b'" in only:
+        say("(b') webhook acceptance at a paced 500/s, 50 senders at most")
+        async with spans("accept"):
+            results |= await paced_accept(
+                bench, bench.new_stores(), sizes.steady_rate * 5, sizes.steady_seconds / 3
+            )
+        cluster.sample_rss()
+    if "c" in only:
+        say("(c) confirmation path")
+        async with spans("confirm"):
+            results["confirmations_per_s"] = await bench.confirmations()
+        cluster.sample_rss()
+    if "d" in only:
+        say("(d) latency under steady load")
+        results |= await bench.steady(bench.new_stores())
+        cluster.sample_rss()
+    if "d'" in only:
+        say("(d') latency under steady load over many stores")
+        async with spans("steady_many"):
+            results |= await steady_many_stores(bench, bench.new_stores(sizes.many_stores))
+        cluster.sample_rss()
+    if "h" in only:
+        say("(h) flash sale on one store")
+        results |= await flash_sale(bench, bench.new_stores(1)[0])
+        cluster.sample_rss()
+    if "g" in only:
+        say("(g) poll path with a large catalog")
+        big = bench.new_stores()
+        await bench.load_catalog(big)
+        results["poll_orders_per_s_large_catalog"] = await bench.poll_path(
+            big, "poll path, large catalog"
+        )
+        cluster.sample_rss()
+    if "i" in only:
+        say("(i) thousands of stores")
+        results |= await thousands_of_stores(bench, bench.new_stores(sizes.connected_stores))
     results["rss_mb"] = {name: round(p.peak_rss_mb, 1) for name, p in cluster.services.items()}
     return results

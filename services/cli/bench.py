@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from services.cli.base import Subparsers, json_flag
 from shared.logging import configure_logging
@@ -21,6 +22,17 @@ def register(sub: Subparsers) -> None:
         default=2,
         help="ledger processes to run (they share the sales shards); default 2",
     )
+    bench.add_argument(
+        "--phases",
+        default="",
+        help="comma-separated phases to run, e.g. a,b,c,d',e (default: all; see docs/performance.md)",
+    )
+    bench.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="py-spy each service during (a), (b), (c), (d'); summaries and CPU per message in DIR",
+    )
     bench.set_defaults(handler=_bench)
     json_flag(bench)
 
@@ -28,12 +40,22 @@ def register(sub: Subparsers) -> None:
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     import uvloop
 
-    from services.bench.run import run_bench
+    from services.bench.run import ALL_PHASES, run_bench
+
+    only = frozenset(p.strip() for p in args.phases.split(",") if p.strip()) or ALL_PHASES
+    if only - ALL_PHASES:
+        sys.stderr.write(f"unknown phases: {sorted(only - ALL_PHASES)}\n")
+        return 2
 
     configure_logging("WARNING", "console", sys.stderr)
     # The load generator gets the same event loop as the services it measures.
     return uvloop.run(
         run_bench(
-            settings, quick=args.quick, as_json=args.json, ledger_replicas=args.ledger_replicas
+            settings,
+            quick=args.quick,
+            as_json=args.json,
+            ledger_replicas=args.ledger_replicas,
+            only=only,
+            profile=args.profile,
         )
     )
