@@ -124,6 +124,7 @@ class Link:
         self.last_error: str | None = None
         self.down_since: float | None = time.monotonic()
         self.reconnects = 0
+        self.refused = 0  # attempts to reopen that failed (the broker away or refusing)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -275,6 +276,7 @@ class Link:
                 await self.open()
             except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.refused += 1
                 log.warning("broker unreachable, retrying", error=self.last_error, in_s=pause)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), timeout=pause)

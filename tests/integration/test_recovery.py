@@ -27,7 +27,9 @@ from tests.integration.recovery_helpers import (
     Erp,
     all_ready,
     close_connections,
+    links,
     readiness,
+    until,
     vhost_of,
     vhost_outage,
     wait_reconciled,
@@ -92,7 +94,8 @@ async def test_services_resume_after_the_broker_closes_every_connection(flowing:
     tasks_before = _tasks(system)
     async with _erp(system) as erp:
         paying = asyncio.create_task(_pay(system, STORE, ORDERS, per_s=30))
-        await asyncio.sleep(0.7)
+        # In the middle of the flow: some orders are sales already, most are still coming.
+        await system.observer.wait_for("sale.pending_review", count=5, store_id=STORE)
         await close_connections(system.settings.amqp_url)
         order_ids = await paying
         result = await wait_reconciled(system, STORE, order_ids, within=60)
@@ -125,7 +128,7 @@ async def test_a_broker_outage_answers_webhooks_503_fast_and_heals(flowing: Syst
     async with _erp(system):
         first = await _pay(system, STORE + 1, 10, per_s=50)
         async with vhost_outage(system.settings.amqp_url):
-            await asyncio.sleep(1.0)
+            await until(lambda: not any(link.is_up for link in links(system)), "every link down")
             started = time.monotonic()
             status = await system.webhook(STORE + 1, "order/paid", min(first))
             answered_in = time.monotonic() - started
@@ -137,7 +140,14 @@ async def test_a_broker_outage_answers_webhooks_503_fast_and_heals(flowing: Syst
                 assert not body["ready"]
                 assert any("broker unreachable" in why for why in body["why"]), body
             during = await _pay(system, STORE + 1, 10, per_s=50)  # webhooks fail: 503
-            await asyncio.sleep(2.0)
+            # The outage outlasts a reconnect attempt of every service (each is refused).
+            refused = [link.refused for link in links(system)]
+            await until(
+                lambda: all(
+                    link.refused > n for link, n in zip(links(system), refused, strict=True)
+                ),
+                "a refused reconnect by every service",
+            )
         returned = time.monotonic()
         after = await _pay(system, STORE + 1, 10, per_s=50)
         order_ids = first | during | after
