@@ -320,6 +320,14 @@ class Flow:
                     self.shard_work[name] = max(self.shard_work[name], work)
             await asyncio.sleep(0.1)
 
+    async def under_way(self, within: float = 60.0) -> None:
+        """Wait until every service has processed messages of the flow (from its metrics)."""
+        deadline = time.monotonic() + within
+        while not all(self.most_processed(name) > 0 for name in self.children):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the flow not under way within {within} s: {self.samples}")
+            await asyncio.sleep(0.1)
+
     def most_processed(self, name: str) -> float:
         """The highest processed count ``name`` showed (a restarted process counts from zero)."""
         return max((value for _, value in self.samples[name]), default=0.0)

@@ -2,7 +2,7 @@
 
 The three services run as processes with ``AMQP_URL`` naming the three nodes (the first one
 first, so every connection starts on node 1, where the quorum queues are declared and led).
-Three seconds into a flow of paid orders over stores on every ledger shard, with an ERP
+Once every service has processed messages of a flow of paid orders over stores on every ledger shard, with an ERP
 confirming every sale, the node leading ``mapper.orders`` and the sales shards is stopped
 (its VM, as a machine failure would). The services reconnect to another node by themselves,
 the queues' leadership moves to a surviving node, and afterwards every order has exactly one
@@ -45,7 +45,7 @@ async def test_the_leader_node_stops_mid_flow_and_nothing_is_lost_or_doubled(
             await flow.connect_store(store)
         pids = flow.pids()
         paying = [asyncio.create_task(flow.pay(s, ORDERS_PER_STORE, PER_S)) for s in stores]
-        await asyncio.sleep(3)  # the flow is under way: stop its leader in the middle
+        await flow.under_way()  # every service has processed some: stop the leader mid-flow
 
         leader = await asyncio.to_thread(cluster.leader_number, "mapper.orders", cluster_vhost)
         shard = ledger_shard(0).name
