@@ -322,9 +322,11 @@ class SimControl:
 
 @dataclass
 class Observer:
-    """Arrival time of every ``sale.pending_review`` (by order) and ``sale.confirmed`` (by sale)."""
+    """Arrival time of every ``order.paid`` and ``sale.pending_review`` (by order) and
+    ``sale.confirmed`` (by sale)."""
 
     connection: AbstractRobustConnection
+    paid: dict[tuple[int, int], float] = field(default_factory=dict)
     pending: dict[tuple[int, int], float] = field(default_factory=dict)
     pending_sales: dict[str, tuple[int, int]] = field(default_factory=dict)
     confirmed: dict[str, float] = field(default_factory=dict)
@@ -336,6 +338,7 @@ class Observer:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=2000)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind("ingest.events", "order.paid")
         await queue.bind("mapper.events", "sale.pending_review")
         await queue.bind("ledger.events", "sale.confirmed")
         await queue.consume(observer._on_message, no_ack=True)
@@ -348,6 +351,8 @@ class Observer:
             key = (int(body["store_id"]), int(body["order_id"]))
             self.pending.setdefault(key, now)
             self.pending_sales[body["sale_id"]] = key
+        elif message.routing_key == "order.paid":
+            self.paid.setdefault((int(body["store_id"]), int(body["order_id"])), now)
         else:
             self.confirmed.setdefault(body["sale_id"], now)
 

@@ -91,10 +91,17 @@ async def steady_many_stores(bench: Bench, stores: list[int]) -> dict[str, float
     )
     jobs, fired_at = await paced_webhooks(bench, stores, sizes.steady_rate, sizes.steady_seconds)
     await wait_until("many stores: pending sales", lambda: bench.pending_of(stores), len(jobs), 300)
-    latencies = [bench.observer.pending[j] - fired_at[j] for j in jobs if j in fired_at]
+    seen = bench.observer
+    timed = [j for j in jobs if j in fired_at]
+    latencies = [seen.pending[j] - fired_at[j] for j in timed]
+    # Where the time goes: webhook sent → order.paid seen (ingest), order.paid → pending (mapper).
+    ingest = [seen.paid[j] - fired_at[j] for j in timed if j in seen.paid]
+    mapper = [seen.pending[j] - seen.paid[j] for j in timed if j in seen.paid]
     return {
         "steady_many_stores_p50_ms": percentile(latencies, 50) * 1000,
         "steady_many_stores_p99_ms": percentile(latencies, 99) * 1000,
+        "steady_many_stores_ingest_p99_ms": percentile(ingest, 99) * 1000,
+        "steady_many_stores_mapper_p99_ms": percentile(mapper, 99) * 1000,
     }
 
 

@@ -59,6 +59,11 @@ def render_table(r: dict[str, Any]) -> str:
             f"{r['steady_many_stores_p50_ms']:.0f} / {r['steady_many_stores_p99_ms']:.0f} ms",
         ),
         lambda: _plain(
+            "(d') p99 of its legs: to order.paid / to pending",
+            f"{r['steady_many_stores_ingest_p99_ms']:.0f} / "
+            f"{r['steady_many_stores_mapper_p99_ms']:.0f} ms",
+        ),
+        lambda: _plain(
             f"(h) flash sale, {r['flash_sale_orders']:.0f} orders",
             f"{r['flash_sale_seconds']:.1f} s",
         ),

@@ -30,6 +30,8 @@ KEYS = (
     "poll_orders_per_s_large_catalog",
     "steady_many_stores_p50_ms",
     "steady_many_stores_p99_ms",
+    "steady_many_stores_ingest_p99_ms",
+    "steady_many_stores_mapper_p99_ms",
     "flash_sale_seconds",
     "flash_sale_requests",
     "flash_sale_429",
