@@ -21,6 +21,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
+from pamqp.commands import Basic
 
 from shared.contracts import EXCHANGES, Message
 from shared.db import retry_until_up
@@ -311,6 +312,12 @@ class Broker:
             raise PublishTimeoutError(f"no confirm within {within} s") from exc
         except DeliveryError as exc:
             reason = _delivery_reason(exc)
+            if isinstance(getattr(exc, "frame", None), Basic.Nack):
+                # A refusal, not a return: after a quorum queue's leader moved mid-publish,
+                # RabbitMQ can keep refusing everything on that channel (seen in the cluster
+                # test: minutes of nacks while a new channel was accepted). Start afresh.
+                reason = "refused by the broker (nack)"
+                self.link.suspect(exc)
             raise UnroutableError(f"{failed.exchange}/{failed.routing_key}: {reason}") from exc
         except CONNECTION_EXCEPTIONS as exc:
             self.link.suspect(exc)

@@ -142,7 +142,11 @@ class OutboxPublisher:
                 self.retrying = True
                 if self.draining.is_set():
                     return
-                await self.broker.wait_up(within=pause)
+                if self.broker.is_connected:
+                    # Refused with the link up (a nack, an unroutable message): never spin.
+                    await asyncio.sleep(pause)
+                else:
+                    await self.broker.wait_up(within=pause)
                 pause = min(pause * 2, 5.0)
         finally:
             self.retrying = False

@@ -165,3 +165,33 @@ async def test_a_lost_link_fails_publishes_at_once_and_publishing_resumes(vhost_
         await broker.close()
     taken = await take(vhost_url, QUEUE, count=4)
     assert [t.message_id for t in taken] == ["m-1", "m-3", "m-4", "m-5"]
+
+
+async def test_a_refused_publish_fails_and_the_link_starts_afresh(vhost_url: str) -> None:
+    """A nack is not a return: the publish fails as refused, and the link is rebuilt (RabbitMQ
+    can keep refusing on a channel that published while a quorum queue changed leader)."""
+    full = "test.publishing.full"
+    connection = await aio_pika.connect(vhost_url)
+    try:
+        channel = await connection.channel()
+        arguments = {"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "reject-publish"}
+        await channel.declare_queue(full, durable=True, arguments=arguments)
+    finally:
+        await connection.close()
+    broker = await _broker(vhost_url)
+    stopping = asyncio.Event()
+    keeping = asyncio.create_task(broker.run(stopping))
+    try:
+        await broker.publish(_env(0, queue=full))  # the queue is full from here on
+        generation = broker.link.generation
+        with pytest.raises(UnroutableError, match="nack"):
+            await broker.publish(_env(1, queue=full))
+        assert await broker.wait_up(within=20)
+        assert broker.link.generation > generation
+        await broker.publish(_env(2), mandatory=True)
+    finally:
+        stopping.set()
+        await keeping
+        await broker.close()
+    taken = await take(vhost_url, QUEUE, count=1)
+    assert [t.message_id for t in taken] == ["m-2"]
