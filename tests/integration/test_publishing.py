@@ -174,8 +174,15 @@ async def test_a_refused_publish_fails_and_the_link_starts_afresh(vhost_url: str
     connection = await aio_pika.connect(vhost_url)
     try:
         channel = await connection.channel()
-        arguments = {"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "reject-publish"}
-        await channel.declare_queue(full, durable=True, arguments=arguments)
+        await channel.declare_queue(
+            full,
+            durable=True,
+            arguments={
+                "x-queue-type": "classic",
+                "x-max-length": 1,
+                "x-overflow": "reject-publish",
+            },
+        )
     finally:
         await connection.close()
     broker = await _broker(vhost_url)
