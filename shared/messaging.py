@@ -287,19 +287,14 @@ class Broker:
         self, envs: list[Envelope], within: float, mandatory: bool, *, urgent: bool
     ) -> None:
         publisher = await self._publisher(urgent)
-        if self._in_flight == 0:
-            self._waiting_since = time.monotonic()
-        self._in_flight += 1
         failed = envs[0]
         try:
-            try:
-                futures = publisher.submit(envs, mandatory=mandatory)
-            except BaseException:
-                self._in_flight -= 1
-                raise
-            confirming = settled(futures, self._confirmed)
+            confirming = settled(publisher.submit(envs, mandatory=mandatory), self._confirmed)
             # In flight until the broker answers, also when the caller stopped waiting: a webhook
             # given up on after STALL_S is still unconfirmed, so the stall keeps being measured.
+            if self._in_flight == 0:
+                self._waiting_since = time.monotonic()
+            self._in_flight += 1
             confirming.add_done_callback(self._settled)
             await self._await_confirm(confirming, give_up_stalled=urgent, within=within)
             failure = confirming.result()
@@ -311,13 +306,12 @@ class Broker:
         except TimeoutError as exc:
             raise PublishTimeoutError(f"no confirm within {within} s") from exc
         except DeliveryError as exc:
-            reason = _delivery_reason(exc)
             if isinstance(getattr(exc, "frame", None), Basic.Nack):
                 # A refusal, not a return: after a quorum queue's leader moved mid-publish,
                 # RabbitMQ can keep refusing everything on that channel (seen in the cluster
                 # test: minutes of nacks while a new channel was accepted). Start afresh.
-                reason = "refused by the broker (nack)"
                 self.link.suspect(exc)
+            reason = _delivery_reason(exc)
             raise UnroutableError(f"{failed.exchange}/{failed.routing_key}: {reason}") from exc
         except CONNECTION_EXCEPTIONS as exc:
             self.link.suspect(exc)
@@ -375,5 +369,7 @@ class Broker:
 
 def _delivery_reason(exc: DeliveryError) -> str:
     frame = getattr(exc, "frame", None)
+    if isinstance(frame, Basic.Nack):
+        return "refused by the broker (nack)"
     text = getattr(frame, "reply_text", None)
     return str(text) if text else "returned or refused by the broker"

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import aio_pika
 import aiohttp
 import asyncpg
 import orjson
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from pydantic import SecretStr
 
 from services import system
@@ -322,10 +323,11 @@ class SimControl:
 
 @dataclass
 class Observer:
-    """Arrival time of every ``order.paid`` and ``sale.pending_review`` (by order) and
-    ``sale.confirmed`` (by sale)."""
+    """Arrival time of every ``sale.pending_review`` (by order) and ``sale.confirmed`` (by
+    sale), and of ``order.paid`` (by order) while ``timing_paid`` is open."""
 
     connection: AbstractRobustConnection
+    queue: AbstractQueue | None = None
     paid: dict[tuple[int, int], float] = field(default_factory=dict)
     pending: dict[tuple[int, int], float] = field(default_factory=dict)
     pending_sales: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -338,7 +340,7 @@ class Observer:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=2000)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind("ingest.events", "order.paid")
+        observer.queue = queue
         await queue.bind("mapper.events", "sale.pending_review")
         await queue.bind("ledger.events", "sale.confirmed")
         await queue.consume(observer._on_message, no_ack=True)
@@ -355,6 +357,16 @@ class Observer:
             self.paid.setdefault((int(body["store_id"]), int(body["order_id"])), now)
         else:
             self.confirmed.setdefault(body["sale_id"], now)
+
+    @contextlib.asynccontextmanager
+    async def timing_paid(self) -> AsyncIterator[None]:
+        """Also time ``order.paid`` inside (one phase's legs), not on every phase's broker."""
+        assert self.queue is not None
+        await self.queue.bind("ingest.events", "order.paid")
+        try:
+            yield
+        finally:
+            await self.queue.unbind("ingest.events", "order.paid")
 
     async def close(self) -> None:
         await self.connection.close()

@@ -89,8 +89,13 @@ async def steady_many_stores(bench: Bench, stores: list[int]) -> dict[str, float
     _say(
         f"  {sizes.steady_rate} orders/s over {len(stores)} stores for {sizes.steady_seconds:.0f} s"
     )
-    jobs, fired_at = await paced_webhooks(bench, stores, sizes.steady_rate, sizes.steady_seconds)
-    await wait_until("many stores: pending sales", lambda: bench.pending_of(stores), len(jobs), 300)
+    async with bench.observer.timing_paid():
+        jobs, fired_at = await paced_webhooks(
+            bench, stores, sizes.steady_rate, sizes.steady_seconds
+        )
+        await wait_until(
+            "many stores: pending sales", lambda: bench.pending_of(stores), len(jobs), 300
+        )
     seen = bench.observer
     timed = [j for j in jobs if j in fired_at]
     latencies = [seen.pending[j] - fired_at[j] for j in timed]

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -58,15 +58,6 @@ async def vhost_outage(amqp_url: str) -> AsyncIterator[None]:
         yield
     finally:
         await rabbitmqctl("clear_vhost_limits", "-p", vhost)
-
-
-async def until(done: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Wait until ``done()`` holds (a state the code reports), failing after ``within`` s."""
-    deadline = time.monotonic() + within
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {within}s for {what}")
-        await asyncio.sleep(0.02)
 
 
 def links(system: System) -> list[Link]:

@@ -23,13 +23,13 @@ import pytest
 from shared.settings import Settings
 from tests.harness import OBSERVER_QUEUE, System, start_system
 from tests.integration.ingest_helpers import first_poll_done
+from tests.integration.ledger_helpers import wait_until
 from tests.integration.recovery_helpers import (
     Erp,
     all_ready,
     close_connections,
     links,
     readiness,
-    until,
     vhost_of,
     vhost_outage,
     wait_reconciled,
@@ -128,7 +128,11 @@ async def test_a_broker_outage_answers_webhooks_503_fast_and_heals(flowing: Syst
     async with _erp(system):
         first = await _pay(system, STORE + 1, 10, per_s=50)
         async with vhost_outage(system.settings.amqp_url):
-            await until(lambda: not any(link.is_up for link in links(system)), "every link down")
+
+            async def all_down() -> bool:
+                return not any(link.is_up for link in links(system))
+
+            await wait_until(all_down, within=20, what="every link down")
             started = time.monotonic()
             status = await system.webhook(STORE + 1, "order/paid", min(first))
             answered_in = time.monotonic() - started
@@ -142,12 +146,12 @@ async def test_a_broker_outage_answers_webhooks_503_fast_and_heals(flowing: Syst
             during = await _pay(system, STORE + 1, 10, per_s=50)  # webhooks fail: 503
             # The outage outlasts a reconnect attempt of every service (each is refused).
             refused = [link.refused for link in links(system)]
-            await until(
-                lambda: all(
-                    link.refused > n for link, n in zip(links(system), refused, strict=True)
-                ),
-                "a refused reconnect by every service",
-            )
+
+            async def each_refused() -> bool:
+                pairs = zip(links(system), refused, strict=True)
+                return all(link.refused > n for link, n in pairs)
+
+            await wait_until(each_refused, within=20, what="a refused reconnect by every service")
         returned = time.monotonic()
         after = await _pay(system, STORE + 1, 10, per_s=50)
         order_ids = first | during | after
