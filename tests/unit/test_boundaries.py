@@ -116,3 +116,33 @@ def test_no_import_cycles() -> None:
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+SQL_CALLS = frozenset(
+    {"execute", "executemany", "fetch", "fetchrow", "fetchval", "copy_records_to_table"}
+)
+
+
+def _sql_calls(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        f"{path.relative_to(ROOT).as_posix()}:{node.lineno} .{node.func.attr}()"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in SQL_CALLS
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_runs_sql_only_in_its_adapters_and_operator_functions(service: str) -> None:
+    """Issue 10 item 4: the use cases, the pure rules and the wiring reach the database through
+    ``adapters/``; ``ops.py`` (the operator functions the service exposes) may query directly."""
+    package = ROOT / "services" / service
+    outside = [
+        call
+        for path in sorted(package.rglob("*.py"))
+        if "adapters" not in path.relative_to(package).parts and path.name != "ops.py"
+        for call in _sql_calls(path)
+    ]
+    assert outside == []
