@@ -27,8 +27,8 @@ import aiohttp
 from pydantic import SecretStr
 
 from services.ingest.adapters.nuvemshop import NuvemshopClient
+from services.ingest.adapters.postgres import poll_lock_key
 from services.ingest.connections import Connected, connect
-from services.ingest.sync import poll_lock_key
 from services.ingest.tokens import cipher_from_settings
 from services.simulator.runner import Running as Simulator
 from services.simulator.runner import start_simulator

@@ -6,15 +6,16 @@ import aiohttp
 from aiohttp import web
 
 from services.ingest import opsapi
+from services.ingest.adapters import postgres as db
 from services.ingest.adapters.http import WebhookReceiver, add_webhook_routes
 from services.ingest.adapters.nuvemshop import NuvemshopClient
 from services.ingest.adapters.oauth import OAuthRoutes, add_oauth_routes
+from services.ingest.adapters.trace import TracePruner
 from services.ingest.connect_links import secret_from_settings
 from services.ingest.handlers import SCHEMA
 from services.ingest.migrations import MIGRATIONS
 from services.ingest.sync import OrderReader, Poller
 from services.ingest.tokens import TokenCipher, cipher_from_settings
-from services.ingest.trace import TracePruner
 from services.ingest.webhooks import INGEST, Webhooks
 from shared.consumer import BatchConsumer
 from shared.opsapi import add_ops_routes, ops_token
@@ -102,13 +103,9 @@ class IngestService(Service):
         """Stores by state, the poll interval and the poll lag's quantiles over enabled stores."""
         metrics = self.ctx.metrics
         metrics.poll_interval.set(self.ctx.settings.poll_interval_seconds)
-        rows = await self.ctx.pool.fetch(
-            "SELECT enabled, EXTRACT(EPOCH FROM now() - COALESCE(poll_cursor, created_at))::float8"
-            " AS lag FROM ingest.stores"
-        )
-        enabled = [float(r["lag"]) for r in rows if r["enabled"]]
+        enabled, disabled = await db.store_lags(self.ctx.pool)
         metrics.stores.labels("enabled").set(len(enabled))
-        metrics.stores.labels("disabled").set(len(rows) - len(enabled))
+        metrics.stores.labels("disabled").set(disabled)
         metrics.set_poll_lag(enabled)
 
     def add_routes(self, app: web.Application) -> None:

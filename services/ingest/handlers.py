@@ -17,6 +17,7 @@ from typing import Any
 
 from services.ingest import domain, trace
 from services.ingest.adapters import postgres as db
+from services.ingest.adapters import trace as trace_db
 from services.ingest.reading import read_id
 from shared.contracts import IntegrationDisabled, IntegrationEnabled, OrderInvalid
 from shared.db import Conn
@@ -196,7 +197,7 @@ async def _trace(
     # At the transaction's time, as the announcements it makes (ingest.orders).
     seen = [trace.Seen(oid, trace.FETCHED, via) for raw in raw_orders if (oid := order_id_of(raw))]
     seen += [trace.Seen(oid, trace.SKIPPED, reason) for oid, reason in found.skips.items()]
-    await trace.record(conn, store_id, seen)
+    await trace_db.record(conn, store_id, seen)
 
 
 def order_id_of(raw: Mapping[str, Any]) -> int | None:

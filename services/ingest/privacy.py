@@ -1,4 +1,4 @@
-"""LGPD requests as ingest keeps them: the request record, its part of an export, its redaction.
+"""LGPD requests as ingest sees them: the pure rules (whom a request names, how records read).
 
 Every accepted LGPD webhook becomes a row of ``ingest.privacy_requests`` (no personal data: the
 customer's Nuvemshop id and the order ids) and a ``privacy.request`` event under the same
@@ -6,68 +6,22 @@ customer's Nuvemshop id and the order ids) and a ``privacy.request`` event under
 id in their own schemas. Ingest's own part is what it knows of the named orders. On a redaction,
 what ingest keeps about the person goes: the invalid-order details of their orders (they may
 quote a value), the queued copies of events not relayed yet, and their dead webhook records.
+
+This module owns the rules only: whom a request names (``person_of``), which dead webhook record
+concerns it (``concerns``) and how stored values read in an export or a listing (``plain``).
+The filing, the export's reads and the redaction run in ``adapters/privacy.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
-import orjson
 
 from shared.contracts import PrivacyRequest
-from shared.db import Conn, Executor
-from shared.logging import get_logger
-from shared.outbox import rewrite_store_outbox
-from shared.privacy import REDACTED, Person, detail_scrubber, scrub_bytes
-from shared.queues import rewrite_messages
-from shared.topology import INGEST_WEBHOOKS
-
-log = get_logger(__name__)
-
-_INSERT = """
-INSERT INTO ingest.privacy_requests
-    (request_id, store_id, kind, data_request_id, customer_id, order_ids, received_at, export)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
-ON CONFLICT (request_id) DO NOTHING
-"""
+from shared.privacy import Person
 
 
-async def record(
-    conn: Conn, request: PrivacyRequest, *, data_request_id: int | None, at: dt.datetime
-) -> None:
-    """File the request; a data request gets ingest's part of the export with it."""
-    export = await _export(conn, request) if request.kind == "data_request" else None
-    await conn.execute(
-        _INSERT,
-        request.request_id,
-        request.store_id,
-        request.kind,
-        data_request_id,
-        request.customer.id if request.customer else None,
-        request.order_ids,
-        at,
-        orjson.dumps(export).decode() if export is not None else None,
-    )
-    if request.kind != "data_request":
-        await _redact(conn, request)
-
-
-async def _export(conn: Conn, request: PrivacyRequest) -> dict[str, Any]:
-    rows = await conn.fetch(
-        """
-        SELECT order_id, order_number, paid_announced_at, cancelled_announced_at,
-               partially_refunded_announced_at, invalid_detail IS NOT NULL AS invalid
-        FROM ingest.orders WHERE store_id = $1 AND order_id = ANY($2::bigint[])
-        ORDER BY order_id
-        """,
-        request.store_id,
-        request.order_ids,
-    )
-    return {"orders": [{k: _plain(v) for k, v in r.items()} for r in rows]}
-
-
-def _plain(value: object) -> object:
+def plain(value: object) -> object:
+    """A stored value as JSON can carry it: a timestamp in ISO 8601, anything else as it is."""
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
@@ -82,63 +36,9 @@ def person_of(request: PrivacyRequest) -> Person | None:
     )
 
 
-async def _redact(conn: Conn, request: PrivacyRequest) -> None:
-    whole_store = request.kind == "store_redact"
-    await conn.execute(
-        """
-        UPDATE ingest.orders SET invalid_detail = $3
-        WHERE store_id = $1 AND invalid_detail IS NOT NULL AND ($4 OR order_id = ANY($2::bigint[]))
-        """,
-        request.store_id,
-        request.order_ids,
-        REDACTED,
-        whole_store,
+def concerns(request: PrivacyRequest, person: Person | None, body: str) -> bool:
+    """Whether a dead webhook record (its body as text) is the request's to redact: the store's,
+    and naming the person unless the whole store goes."""
+    return f'"store_id":{request.store_id}' in body.replace(" ", "") and (
+        person is None or person.concerns(body)
     )
-    person = person_of(request)
-    await rewrite_store_outbox(
-        conn, "ingest", request.store_id, lambda body: scrub_bytes(body, person)
-    )
-
-
-async def redact_queues(url: str, request: PrivacyRequest) -> int:
-    """The dead webhook records of the store (or naming the person): redacted in place."""
-    if request.kind == "data_request":
-        return 0
-    person = person_of(request)
-
-    def concerns(message: Any) -> bool:
-        body = message.body.decode(errors="replace")
-        return f'"store_id":{request.store_id}' in body.replace(" ", "") and (
-            person is None or person.concerns(body)
-        )
-
-    return await rewrite_messages(
-        url,
-        INGEST_WEBHOOKS.dead_name,
-        concerns,
-        lambda b: scrub_bytes(b, person),
-        detail_scrubber(person),
-    )
-
-
-async def list_requests(conn: Executor, store_id: int | None) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """
-        SELECT request_id, store_id, kind, data_request_id, customer_id, order_ids, received_at
-        FROM ingest.privacy_requests WHERE $1::bigint IS NULL OR store_id = $1
-        ORDER BY received_at, request_id
-        """,
-        store_id,
-    )
-    return [{k: _plain(v) for k, v in r.items()} for r in rows]
-
-
-async def request_record(conn: Executor, request_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM ingest.privacy_requests WHERE request_id = $1", request_id
-    )
-    if row is None:
-        return None
-    out = {k: _plain(v) for k, v in row.items() if k != "export"}
-    out["ingest"] = orjson.loads(row["export"]) if row["export"] is not None else None
-    return out

@@ -188,11 +188,6 @@ async def read_pages(
     return result
 
 
-def poll_lock_key(store_id: int) -> int:
-    """The advisory lock held while a store is polled: two replicas never poll it at once."""
-    return (0x706F6C6C << 32) ^ store_id
-
-
 class Poller:
     """Every ``interval_s`` per enabled store: all orders updated since the cursor minus an overlap."""
 
@@ -266,17 +261,10 @@ class Poller:
         log.warning("store not polled", store_id=store_id, error=error[:500], retry_in_s=pause)
 
     async def poll_store(self, store: db.StoreRecord) -> SyncResult:
-        async with self.pool.acquire() as lock_conn:
-            if not await lock_conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", poll_lock_key(store.store_id)
-            ):
+        async with db.poll_lock(self.pool, store.store_id) as taken:
+            if not taken:
                 return SyncResult(store.store_id, outcome="locked")
-            try:
-                return await self._poll_locked(store)
-            finally:
-                await lock_conn.execute(
-                    "SELECT pg_advisory_unlock($1)", poll_lock_key(store.store_id)
-                )
+            return await self._poll_locked(store)
 
     async def _poll_locked(self, store: db.StoreRecord) -> SyncResult:
         # Reload under the lock: another replica may have just moved the cursor or disabled it.

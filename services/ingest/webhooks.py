@@ -15,8 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from services.ingest import domain, privacy, trace
+from services.ingest import domain, trace
 from services.ingest.adapters import postgres as db
+from services.ingest.adapters import privacy
+from services.ingest.adapters import trace as trace_db
 from services.ingest.adapters.nuvemshop import ApiUnavailable, CredentialsRevoked, StoreSuspended
 from services.ingest.handlers import SCHEMA, count_import, disable_store, import_orders, now
 from services.ingest.sync import SUSPENDED_PAUSE, OrderReader
@@ -155,24 +157,24 @@ class Webhooks:
             )
             skipped = _skips(hooks, "store_disabled")
             async with self.pool.acquire() as conn, conn.transaction():
-                await trace.record(conn, store.store_id, _receipts(hooks) + skipped)
+                await trace_db.record(conn, store.store_id, _receipts(hooks) + skipped)
             if self.metrics is not None and skipped:
                 self.metrics.orders_skipped.labels("store_disabled").inc(len(skipped))
             return []
         order_ids = await self._to_fetch(store.store_id, hooks)
         if not order_ids:
-            await trace.record(self.pool, store.store_id, _receipts(hooks))
+            await trace_db.record(self.pool, store.store_id, _receipts(hooks))
             return []
         try:
             raw_orders = await self.reader.for_webhooks(store, order_ids)
         except CredentialsRevoked:
             async with self.pool.acquire() as conn, conn.transaction():
-                await trace.record(conn, store.store_id, _receipts(hooks))
+                await trace_db.record(conn, store.store_id, _receipts(hooks))
                 return await disable_store(
                     conn, store.store_id, "credentials_revoked", self.metrics
                 )
         except StoreSuspended:
-            await trace.record(self.pool, store.store_id, _receipts(hooks))
+            await trace_db.record(self.pool, store.store_id, _receipts(hooks))
             await db.pause(self.pool, store.store_id, now() + SUSPENDED_PAUSE)
             log.warning(
                 "store suspended (402): paused, the poller catches up", store_id=store.store_id
@@ -185,7 +187,7 @@ class Webhooks:
             if hook.id is not None and hook.event in domain.ORDER_EVENTS:
                 received[hook.id] = min(received.get(hook.id, hook.received_at), hook.received_at)
         async with self.pool.acquire() as conn, conn.transaction():
-            await trace.record(conn, store.store_id, _receipts(hooks))
+            await trace_db.record(conn, store.store_id, _receipts(hooks))
             summary = await import_orders(conn, store, raw_orders, via="webhook", received=received)
             await db.mark_synced(conn, store.store_id, None)
         count_import(self.metrics, summary, "webhook")

@@ -20,7 +20,7 @@ import pytest
 from services import system as registry
 from services.cli.trace import order_trace, trace_text
 from services.ingest import ops as ingest_ops
-from services.ingest.trace import TracePruner
+from services.ingest.adapters.trace import TracePruner
 from services.mapper import ops as mapper_ops
 from shared.contracts import SaleConfirm
 from shared.runtime import start_service

@@ -1,4 +1,4 @@
-"""Ingest's tables: store connections and the ledger of orders it has announced.
+"""Ingest's tables: store connections, the ledger of orders it has announced, the poll lock.
 
 The (store_id, order_id) primary key of ``ingest.orders`` is what makes an import happen at most
 once: a webhook, a poll, a backfill and a redelivery that see the same paid order all race for
@@ -8,7 +8,9 @@ the same row, and only the one whose insert (or first ``paid_announced_at``) win
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -263,6 +265,36 @@ async def schedule_poll(conn: Executor, store_id: int, after_s: float) -> None:
         store_id,
         after_s,
     )
+
+
+async def store_lags(conn: Executor) -> tuple[list[float], int]:
+    """For the metrics: each enabled store's poll lag in seconds (since its cursor, or since it
+    was connected when never polled), and how many stores are disabled."""
+    rows = await conn.fetch(
+        "SELECT enabled, EXTRACT(EPOCH FROM now() - COALESCE(poll_cursor, created_at))::float8"
+        " AS lag FROM ingest.stores"
+    )
+    enabled = [float(r["lag"]) for r in rows if r["enabled"]]
+    return enabled, len(rows) - len(enabled)
+
+
+def poll_lock_key(store_id: int) -> int:
+    """The advisory lock held while a store is polled: two replicas never poll it at once."""
+    return (0x706F6C6C << 32) ^ store_id
+
+
+@contextlib.asynccontextmanager
+async def poll_lock(pool: asyncpg.Pool, store_id: int) -> AsyncIterator[bool]:
+    """Hold the store's poll lock on a connection of its own for the block: yields False (and
+    holds nothing) when another poll holds it; released on exit."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", poll_lock_key(store_id)):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", poll_lock_key(store_id))
 
 
 async def announced(
