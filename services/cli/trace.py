@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from services.ingest.adapters import trace as ingest
-from services.ledger import trace as ledger
+from services.ledger.adapters import trace as ledger
 from services.mapper import trace as mapper
 
 STATES = (

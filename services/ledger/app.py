@@ -10,10 +10,11 @@ from aiohttp import web
 
 from services.ledger import opsapi
 from services.ledger.adapters import postgres
+from services.ledger.adapters.slots import ReplicaSlots
+from services.ledger.adapters.trace import record_refusals
 from services.ledger.handlers import LEDGER, SCHEMA, refuse_malformed, sales_handler
 from services.ledger.migrations import MIGRATIONS
 from services.ledger.shards import ShardAssigner
-from services.ledger.trace import record_refusals
 from shared.consumer import BatchConsumer, BatchResult, Handler, Incoming
 from shared.logging import get_logger
 from shared.messaging import Envelope
@@ -74,7 +75,7 @@ class LedgerService(Service):
         super().__init__(ctx)
         self.shards = shard_count()
         self.assigner = ShardAssigner(
-            self.ctx.settings.database_url, self.shards, self.shard_consumer
+            ReplicaSlots(self.ctx.settings.database_url), self.shards, self.shard_consumer
         )
 
     def consumers(self) -> list[BatchConsumer]:

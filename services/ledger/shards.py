@@ -13,8 +13,8 @@ Every ledger replica may consume every ``ledger.sales.<k>`` (single active consu
 them active per shard). RabbitMQ 3.10 gives a single-active-consumer queue to whichever consumer
 came first, so left alone the first replica to start would hold every shard and the others would
 only wait. ``ShardAssigner`` spreads them: each replica holds a PostgreSQL advisory lock on a slot
-(on a connection of its own, released the moment the process dies), reads the live slots, and
-consumes the shards ``k`` with ``k % replicas == its rank``; when replicas come or go, the
+(on a connection of its own, released the moment the process dies: ``adapters.slots``), reads
+the live slots, and consumes the shards ``k`` with ``k % replicas == its rank`` (``assignment``); when replicas come or go, the
 assignment follows within ``TICK_S``. A shard handed over is safe at every instant: the old
 consumer finishes its batch and closes its channel (what it held goes back to the queue, first),
 and the queue never has two active consumers.
@@ -25,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-
-import asyncpg
+from typing import Protocol
 
 from services.ledger.answers import ERP_KEYS
 from services.ledger.ports import LedgerUnitOfWork
@@ -40,8 +39,6 @@ from shared.unitofwork import Admit, InboxId
 
 log = get_logger(__name__)
 
-LOCK_CLASS = 0x1ED6  # advisory lock namespace of ledger replicas (first key of the two-key form)
-MAX_SLOTS = 256
 TICK_S = 0.5
 
 
@@ -147,22 +144,41 @@ async def mine(
     return acting
 
 
+class Slots(Protocol):
+    """A replica's slot among the live ones (``adapters.slots.ReplicaSlots``)."""
+
+    slot: int | None
+
+    async def live(self) -> list[int] | None: ...
+
+    async def close(self) -> None: ...
+
+
+def assignment(slot: int | None, live: list[int], shards: int) -> set[int] | None:
+    """The shards of the replica holding ``slot`` among the ``live`` slots (in order): those
+    ``k`` with ``k % replicas == rank``; None while its slot is not among them."""
+    if slot not in live:
+        return None
+    rank, replicas = live.index(slot), len(live)
+    return {k for k in range(shards) if k % replicas == rank}
+
+
 class ShardAssigner:
     """Runs one consumer per shard this replica is assigned (a supervised loop)."""
 
-    def __init__(
-        self, database_url: str, shards: int, consumer: Callable[[int], BatchConsumer]
-    ) -> None:
-        self.database_url = database_url
+    def __init__(self, slots: Slots, shards: int, consumer: Callable[[int], BatchConsumer]) -> None:
+        self.slots = slots
         self.shards = shards
         self.consumer = consumer
         self.running: dict[int, tuple[asyncio.Event, asyncio.Task[None]]] = {}
-        self.slot: int | None = None
-        self._conn: asyncpg.Connection | None = None
 
     @property
     def assigned(self) -> list[int]:
         return sorted(self.running)
+
+    @property
+    def slot(self) -> int | None:
+        return self.slots.slot
 
     async def run(self, stopping: asyncio.Event) -> None:
         try:
@@ -178,48 +194,12 @@ class ShardAssigner:
                     await asyncio.wait_for(stopping.wait(), timeout=TICK_S)
         finally:
             await self._apply(set())
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._conn.close()
-                self._conn = None
+            await self.slots.close()
 
     async def _wanted(self) -> set[int] | None:
         """The shards of this replica now; None while the database cannot say (keep what runs)."""
-        try:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await asyncpg.connect(self.database_url, timeout=5)
-                self.slot = await self._take_slot(self._conn)
-            slots = [
-                r["objid"]
-                for r in await self._conn.fetch(
-                    """
-                    SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1
-                       AND objsubid = 2 AND granted
-                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                     ORDER BY objid
-                    """,
-                    LOCK_CLASS,
-                    timeout=5,
-                )
-            ]
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.warning("shard assignment unknown, keeping the current one", error=str(exc))
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._conn.close()
-            self._conn = None
-            return None
-        if self.slot not in slots:
-            return None
-        rank, replicas = slots.index(self.slot), len(slots)
-        return {k for k in range(self.shards) if k % replicas == rank}
-
-    @staticmethod
-    async def _take_slot(conn: asyncpg.Connection) -> int:
-        for slot in range(MAX_SLOTS):
-            if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, slot):
-                return slot
-        raise RuntimeError(f"more than {MAX_SLOTS} ledger replicas on one database")
+        live = await self.slots.live()
+        return None if live is None else assignment(self.slots.slot, live, self.shards)
 
     async def _apply(self, wanted: set[int]) -> None:
         before = set(self.running)

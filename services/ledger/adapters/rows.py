@@ -3,7 +3,7 @@
 Receivables and movements are read and written by sets of sales; stock checks are serialised
 per (store, product) with transaction-scoped advisory locks taken in one fixed order, so two
 confirmations needing the same last units cannot both take them. The privacy repository hands
-over to ``services.ledger.privacy`` (its export and redaction).
+over to ``services.ledger.adapters.privacy`` (its export and redaction).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from services.ledger.adapters.privacy import handle_privacy, redact_queues
 from services.ledger.domain import PlannedMovement
 from services.ledger.ports import NotedRefund, SaleRow, StockKey
-from services.ledger.privacy import handle_privacy, redact_queues
 from shared.contracts import PrivacyRequest, Receivable, StockMovement
 from shared.db import Conn
 from shared.privacy import Person
