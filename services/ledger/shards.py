@@ -14,8 +14,8 @@ them active per shard). RabbitMQ 3.10 gives a single-active-consumer queue to wh
 came first, so left alone the first replica to start would hold every shard and the others would
 only wait. ``ShardAssigner`` spreads them: each replica holds a PostgreSQL advisory lock on a slot
 (on a connection of its own, released the moment the process dies: ``adapters.slots``), reads
-the live slots, and consumes the shards ``k`` with ``k % replicas == its rank`` (``assignment``); when replicas come or go, the
-assignment follows within ``TICK_S``. A shard handed over is safe at every instant: the old
+the live slots, and consumes the shards ``k`` with ``k % replicas == its rank`` (``assignment``);
+when replicas come or go, the assignment follows within ``TICK_S``. A shard handed over is safe at every instant: the old
 consumer finishes its batch and closes its channel (what it held goes back to the queue, first),
 and the queue never has two active consumers.
 """
