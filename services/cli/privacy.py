@@ -15,7 +15,7 @@ from typing import Any
 from services.cli.base import CommandError, Subparsers, command, database, emit, emit_rows, group
 from services.ingest.adapters import privacy as ingest
 from services.ledger.adapters import privacy as ledger
-from services.mapper import privacy as mapper
+from services.mapper.adapters import privacy as mapper
 from shared.settings import Settings
 
 

@@ -18,7 +18,7 @@ import asyncpg
 
 from services.ingest.adapters import trace as ingest
 from services.ledger.adapters import trace as ledger
-from services.mapper import trace as mapper
+from services.mapper.adapters import trace as mapper
 
 STATES = (
     "unknown",

@@ -11,9 +11,9 @@ from aiohttp import web
 
 from services.mapper import opsapi
 from services.mapper.adapters import postgres
+from services.mapper.adapters.trace import record_rejections
 from services.mapper.handlers import INTEGRATIONS, MAPPER, ORDERS, SCHEMA
 from services.mapper.migrations import MIGRATIONS
-from services.mapper.trace import record_rejections
 from shared.consumer import BatchConsumer, BatchResult, Handler, Incoming
 from shared.logging import get_logger
 from shared.messaging import RECEIVED_HEADER, Envelope

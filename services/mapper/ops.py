@@ -11,9 +11,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from services.mapper import settings
 from services.mapper.adapters import postgres as db
+from services.mapper.adapters import settings
 from services.mapper.orders import customer_key, normalize_name
+from services.mapper.settings import StoreSettings
 from shared.db import Conn, Executor
 from shared.documents import classify_document
 from shared.messaging import RETRY_OF, Broker, Envelope, retry_ids
@@ -99,7 +100,7 @@ async def add_customer(
     }
 
 
-def _settings(done: settings.StoreSettings, default_timezone: str | None) -> dict[str, Any]:
+def _settings(done: StoreSettings, default_timezone: str | None) -> dict[str, Any]:
     return {
         "store_id": done.store_id,
         "stock_check": done.stock_check,

@@ -1,4 +1,5 @@
-"""LGPD requests as the mapper acts on them: an export of what it holds, or the person removed.
+"""LGPD requests as the mapper acts on them: the rules, without I/O (``adapters/privacy.py`` reads
+and writes the tables and the queues by them).
 
 Who: the customers of the store whose document or e-mail the request names, or who bought one of
 its orders (``store/redact``: every customer of the store); and the stored rejections of those
@@ -14,81 +15,29 @@ orders or whose raw order names the person.
   (``shared.privacy``: by shape and by value), scrubs queued events not relayed yet and earlier
   exports, drops the parked copies (the rejection row, redacted, is what ``orders retry``
   resends) and rewrites the dead-lettered ones.
+
+Here: who the person is (``person_of``, widened by the raw orders of their rejections), what an
+export holds (``export_of``), what a rejection and an earlier export become without the person
+(``scrubbed_rejection``, ``scrub_export``) and which queued messages concern the request
+(``concerns``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from shared.contracts import PrivacyRequest
-from shared.db import Conn, Executor
-from shared.documents import normalize_document
-from shared.logging import get_logger
-from shared.privacy import (
-    REDACTED,
-    Person,
-    detail_scrubber,
-    person_values,
-    scrub,
-    scrub_bytes,
-    scrub_outbox_and_exports,
-    scrub_text,
-)
-from shared.queues import rewrite_messages
-from shared.topology import MAPPER_ORDERS, MAPPER_PARKED
+from shared.privacy import REDACTED, Person, person_values, scrub, scrub_bytes, scrub_text
 
-log = get_logger(__name__)
-
-# Columns that are no one's personal data, and the keys a redacted customer gets instead.
-_KEEP = frozenset({"id", "store_id", "created_at", "updated_at"})
-_KEYS = {
-    "name": f"'{REDACTED}'",
-    "name_key": f"'{REDACTED}:' || id::text",
-    "document_key": "id::text",
-}
+# Columns that are no one's personal data.
+KEEP = frozenset({"id", "store_id", "created_at", "updated_at"})
 
 
-async def _columns(conn: Executor, table: str) -> list[tuple[str, str, bool]]:
-    """(name, type, nullable) of the table's text and JSON columns, as the schema is now."""
-    rows = await conn.fetch(
-        """
-        SELECT column_name, data_type, is_nullable = 'YES' AS nullable
-        FROM information_schema.columns
-        WHERE table_schema = 'mapper' AND table_name = $1
-          AND data_type IN ('text', 'character varying', 'json', 'jsonb')
-        ORDER BY ordinal_position
-        """,
-        table,
-    )
-    return [(r["column_name"], r["data_type"], r["nullable"]) for r in rows]
-
-
-async def _customers(conn: Conn, request: PrivacyRequest) -> list[dict[str, Any]]:
-    args: list[object]
-    if request.kind == "store_redact":
-        where, args = "store_id = $1", [request.store_id]
-    else:
-        customer = request.customer
-        document = (
-            normalize_document(customer.identification)
-            if customer and customer.identification
-            else None
-        )
-        email = customer.email if customer else None
-        where = """store_id = $1 AND (($2::text IS NOT NULL AND document_key = $2)
-            OR ($3::text IS NOT NULL AND lower(email) = lower($3))
-            OR id IN (SELECT customer_id FROM mapper.sales
-                      WHERE store_id = $1 AND order_id = ANY($4::bigint[])))"""
-        args = [request.store_id, document, email, request.order_ids]
-    rows = await conn.fetch(
-        f"SELECT row_to_json(c)::text AS j FROM mapper.customers c WHERE {where}", *args
-    )
-    return [orjson.loads(r["j"]) for r in rows]
-
-
-def _person(request: PrivacyRequest, customers: list[dict[str, Any]]) -> Person | None:
+def person_of(request: PrivacyRequest, customers: list[dict[str, Any]]) -> Person | None:
+    """The person's values from their customer records and the request (None: the whole store)."""
     if request.kind == "store_redact":
         return None
     values: list[object] = []
@@ -96,7 +45,7 @@ def _person(request: PrivacyRequest, customers: list[dict[str, Any]]) -> Person 
     names: list[object] = []
     for c in customers:
         values += [
-            v for k, v in c.items() if k not in _KEEP and k not in ("name_key", "document_key")
+            v for k, v in c.items() if k not in KEEP and k not in ("name_key", "document_key")
         ]
         documents += [c["document"]] if c.get("document") else []
         names += [c.get("name"), c.get("email")]
@@ -109,79 +58,44 @@ def _person(request: PrivacyRequest, customers: list[dict[str, Any]]) -> Person 
     return Person.of(values, documents=documents, names=[n for n in names if n != REDACTED])
 
 
-async def _rejections(
-    conn: Conn, request: PrivacyRequest, person: Person | None
-) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """
-        SELECT order_id, reason, detail, items::text AS items, message_id, body, resolved_at
-        FROM mapper.rejections
-        WHERE store_id = $1 AND ($2 OR order_id = ANY($3::bigint[])
-              OR convert_from(body, 'UTF8') ILIKE ANY($4::text[]))
-        ORDER BY order_id
-        """,
-        request.store_id,
-        person is None,
-        request.order_ids,
-        person.sql_patterns() if person else [],
-    )
-    return [dict(r) for r in rows]
-
-
-async def handle_privacy(conn: Conn, request: PrivacyRequest) -> Person | None:
-    """Export or redact; the person's values (None: the whole store), for ``redact_queues``."""
-    customers = await _customers(conn, request)
-    person = _person(request, customers)
-    rejections = await _rejections(conn, request, person)
-    if person is not None:
-        # The raw orders rejected for this person say who they are, even before any sale.
-        bodies = [_json_or_text(r["body"]) for r in rejections]
-        more = [v for b in bodies for v in person_values(b)]
-        named = [_customer_of(b) for b in bodies]
-        person = _person(request, [*customers, {"found": more}, *named]) if more else person
-    if request.kind == "data_request":
-        await _export(conn, request, customers, rejections)
-        log.info(
-            "LGPD data request: mapper part filed",
-            store_id=request.store_id,
-            customers=len(customers),
-            rejections=len(rejections),
-        )
-        return person
-    await _anonymise(conn, request.store_id, [c["id"] for c in customers])
-    await _scrub_rejections(conn, request.store_id, rejections, person)
-    await scrub_outbox_and_exports(
-        conn, "mapper", request.store_id, person, lambda part, _: _scrub_export(part, person)
-    )
-    log.info(
-        "LGPD redaction applied",
-        store_id=request.store_id,
-        kind=request.kind,
-        customers=len(customers),
-        rejections=len(rejections),
-    )
-    return person
-
-
-async def _export(
-    conn: Conn,
+def widened(
     request: PrivacyRequest,
     customers: list[dict[str, Any]],
-    rejections: list[dict[str, Any]],
-) -> None:
-    ids = [c["id"] for c in customers]
-    sales = await conn.fetch(
-        """
-        SELECT row_to_json(s)::text AS sale,
-               (SELECT coalesce(json_agg(i ORDER BY i.line_number), '[]')::text
-                FROM mapper.sale_items i WHERE i.sale_id = s.id) AS items
-        FROM mapper.sales s WHERE store_id = $1 AND customer_id = ANY($2::uuid[])
-        ORDER BY order_id
-        """,
-        request.store_id,
-        ids,
-    )
-    part = {
+    person: Person | None,
+    rejections: Sequence[Mapping[str, Any]],
+) -> Person | None:
+    """The raw orders rejected for this person say who they are, even before any sale."""
+    if person is None:
+        return None
+    bodies = [json_or_text(r["body"]) for r in rejections]
+    more = [v for b in bodies for v in person_values(b)]
+    named = [customer_of(b) for b in bodies]
+    return person_of(request, [*customers, {"found": more}, *named]) if more else person
+
+
+def customer_of(body: Any) -> dict[str, Any]:
+    """The name and e-mail a raw order gives its buyer (as a customer record would)."""
+    customer = body.get("customer") if isinstance(body, dict) else None
+    if not isinstance(customer, dict):
+        return {}
+    return {k: customer[k] for k in ("name", "email") if isinstance(customer.get(k), str)}
+
+
+def json_or_text(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode(errors="replace")
+
+
+def export_of(
+    customers: list[dict[str, Any]],
+    sales: Sequence[Mapping[str, Any]],
+    rejections: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The mapper's part of an export: the customers, their sales (``sale`` and ``items`` as JSON
+    text) with their items, and the rejections with the raw order as received."""
+    return {
         "customers": customers,
         "sales": [orjson.loads(s["sale"]) | {"items": orjson.loads(s["items"])} for s in sales],
         "rejections": [
@@ -191,83 +105,26 @@ async def _export(
                 "detail": r["detail"],
                 "items": orjson.loads(r["items"]) if r["items"] else None,
                 "resolved": r["resolved_at"] is not None,
-                "order": _json_or_text(r["body"]),
+                "order": json_or_text(r["body"]),
             }
             for r in rejections
         ],
     }
-    await conn.execute(
-        """
-        INSERT INTO mapper.privacy_exports (request_id, store_id, part) VALUES ($1, $2, $3::jsonb)
-        ON CONFLICT (request_id) DO NOTHING
-        """,
-        request.request_id or f"unnamed:{request.store_id}",
-        request.store_id,
-        orjson.dumps(part).decode(),
+
+
+def scrubbed_rejection(
+    rejection: Mapping[str, Any], person: Person | None
+) -> tuple[bytes, str, str | None]:
+    """A rejection's raw order, detail and items (JSON text) without the person."""
+    items = orjson.loads(rejection["items"]) if rejection["items"] else None
+    return (
+        scrub_bytes(rejection["body"], person),
+        REDACTED if person is None else scrub_text(rejection["detail"], person),
+        orjson.dumps(scrub(items, person)).decode() if items is not None else None,
     )
 
 
-def _customer_of(body: Any) -> dict[str, Any]:
-    """The name and e-mail a raw order gives its buyer (as a customer record would)."""
-    customer = body.get("customer") if isinstance(body, dict) else None
-    if not isinstance(customer, dict):
-        return {}
-    return {k: customer[k] for k in ("name", "email") if isinstance(customer.get(k), str)}
-
-
-def _json_or_text(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode(errors="replace")
-
-
-async def _anonymise(conn: Conn, store_id: int, ids: list[str]) -> None:
-    if not ids:
-        return
-    sets = []
-    for name, kind, nullable in await _columns(conn, "customers"):
-        if name in _KEYS:
-            sets.append(f"{name} = {_KEYS[name]}")
-        elif name not in _KEEP:
-            empty = "NULL" if nullable else ("'{}'" if kind.startswith("json") else f"'{REDACTED}'")
-            sets.append(f"{name} = {empty}")
-    await conn.execute(
-        f"UPDATE mapper.customers SET {', '.join(sets)} WHERE store_id = $1 AND id = ANY($2::uuid[])",
-        store_id,
-        ids,
-    )
-    # Addresses a sale keeps of its own (delivery, buyer): cleared; amounts and lines stay.
-    address = [(n, null) for n, _, null in await _columns(conn, "sales") if "address" in n]
-    if address:
-        sets = [f"{n} = NULL" if null else f"{n} = '{{}}'" for n, null in address]
-        await conn.execute(
-            f"UPDATE mapper.sales SET {', '.join(sets)}"
-            " WHERE store_id = $1 AND customer_id = ANY($2::uuid[])",
-            store_id,
-            ids,
-        )
-
-
-async def _scrub_rejections(
-    conn: Conn, store_id: int, rejections: list[dict[str, Any]], person: Person | None
-) -> None:
-    for r in rejections:
-        items = orjson.loads(r["items"]) if r["items"] else None
-        await conn.execute(
-            """
-            UPDATE mapper.rejections SET body = $3, detail = $4, items = $5::jsonb
-            WHERE store_id = $1 AND order_id = $2
-            """,
-            store_id,
-            r["order_id"],
-            scrub_bytes(r["body"], person),
-            REDACTED if person is None else scrub_text(r["detail"], person),
-            orjson.dumps(scrub(items, person)).decode() if items is not None else None,
-        )
-
-
-def _scrub_export(part: dict[str, Any], person: Person | None) -> dict[str, Any]:
+def scrub_export(part: dict[str, Any], person: Person | None) -> dict[str, Any]:
     """An export names its customers at the top level: they are person places too."""
     wrapped = {
         "customer": part.get("customers", []),
@@ -279,14 +136,12 @@ def _scrub_export(part: dict[str, Any], person: Person | None) -> dict[str, Any]
     return {"customers": done["customer"], **done["rest"]}
 
 
-async def redact_queues(url: str, request: PrivacyRequest, person: Person | None) -> int:
-    """Parked copies of the person's orders dropped (their rejection row, redacted, stays for
-    ``orders retry``); dead-lettered ones rewritten without the person."""
-    if request.kind == "data_request":
-        return 0
+def concerns(request: PrivacyRequest, person: Person | None) -> Callable[[Any], bool]:
+    """Whether a queued message (its correlation id ``store:order`` and body) is the request's:
+    one of its orders, or naming the person (None: any message of the store)."""
     prefix = f"{request.store_id}:"
 
-    def concerns(message: Any) -> bool:
+    def concerned(message: Any) -> bool:
         if not (message.correlation_id or "").startswith(prefix):
             return False
         order = (message.correlation_id or "").removeprefix(prefix)
@@ -294,18 +149,4 @@ async def redact_queues(url: str, request: PrivacyRequest, person: Person | None
             return True
         return person.concerns(message.body.decode(errors="replace"))
 
-    dropped = await rewrite_messages(url, MAPPER_PARKED.name, concerns, None)
-    rewritten = 0
-    for queue in (MAPPER_ORDERS.dead_name, MAPPER_PARKED.dead_name):
-        rewritten += await rewrite_messages(
-            url, queue, concerns, lambda b: scrub_bytes(b, person), detail_scrubber(person)
-        )
-    return dropped + rewritten
-
-
-async def export_part(conn: Executor, request_id: str) -> dict[str, Any] | None:
-    """The mapper's part of a data request's export, None while it has not filed one."""
-    part = await conn.fetchval(
-        "SELECT part::text FROM mapper.privacy_exports WHERE request_id = $1", request_id
-    )
-    return orjson.loads(part) if part is not None else None
+    return concerned

@@ -10,14 +10,20 @@ the table; its rows moved here.
 
 A change publishes nothing: no service keeps a copy of a setting, each reads the current value
 when it applies it.
+
+Here, without I/O: the settings of a store (``StoreSettings``, ``of_row``) and the checks a
+value passes before it is kept (``checked_product_match``, ``checked_timezone``: an
+``OperatorError`` otherwise); ``adapters/settings.py`` reads and writes ``mapper.store_settings``
+through them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from services.mapper import rules
-from shared.db import Executor
 from shared.operations import OperatorError
 
 
@@ -29,42 +35,24 @@ class StoreSettings:
     timezone: str | None = None  # None: the installation's default (SALE_TIMEZONE)
 
 
-_UPSERT = """
-    INSERT INTO mapper.store_settings (store_id, {column}) VALUES ($1, $2)
-    ON CONFLICT (store_id) DO UPDATE SET {column} = excluded.{column}, updated_at = now()
-"""
-
-
-async def set_stock_check(db: Executor, store_id: int, *, on: bool) -> StoreSettings:
-    await db.execute(_UPSERT.format(column="stock_check"), store_id, on)
-    return await read(db, store_id)
-
-
-async def set_product_match(db: Executor, store_id: int, match: str) -> StoreSettings:
+def checked_product_match(match: str) -> str:
     """``description`` (SPEC §3) or ``sku`` (§8.1); anything else is refused."""
     if match not in rules.PRODUCT_MATCHES:
         raise OperatorError(f"product-match must be one of {', '.join(rules.PRODUCT_MATCHES)}")
-    await db.execute(_UPSERT.format(column="product_match"), store_id, match)
-    return await read(db, store_id)
+    return match
 
 
-async def set_timezone(db: Executor, store_id: int, name: str) -> StoreSettings:
+def checked_timezone(name: str) -> str:
     """The store's calendar (SPEC §8.5): an IANA zone name, checked before it is kept."""
     try:
         rules.parse_timezone(name)
     except rules.UnknownTimezoneError as exc:
         raise OperatorError(f"timezone: {exc}") from exc
-    await db.execute(_UPSERT.format(column="timezone"), store_id, name)
-    return await read(db, store_id)
+    return name
 
 
-async def read(db: Executor, store_id: int) -> StoreSettings:
-    """The store's settings; a store never set follows the defaults."""
-    row = await db.fetchrow(
-        "SELECT stock_check, product_match, timezone FROM mapper.store_settings"
-        " WHERE store_id = $1",
-        store_id,
-    )
+def of_row(store_id: int, row: Mapping[str, Any] | None) -> StoreSettings:
+    """The store's settings from its row; a store never set follows the defaults."""
     if row is None:
         return StoreSettings(store_id, stock_check=False)
     return StoreSettings(store_id, row["stock_check"], row["product_match"], row["timezone"])

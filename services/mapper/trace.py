@@ -3,13 +3,17 @@
 From the mapper's own records: ``mapper.sales`` (the pending sale it created, with its time),
 ``mapper.rejection_history`` (every rejection with its reason, every operator's retry), and
 ``mapper.rejections`` (whether the order is still rejected, and how many times it was).
+
+Here, without I/O: the timeline built from those rows (``timeline``) and the history rows a
+batch's ``sale.rejected`` bodies make (``history_rows``); ``adapters/trace.py`` reads and writes
+them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.db import Executor
 from shared.operations import iso
 
 
@@ -27,7 +31,7 @@ def _history_event(at: Any, what: str, detail: str) -> dict[str, Any]:
     return _event(at, "retry requested", f"an operator retried the order ({detail})")
 
 
-def _last_of(rejection: Any) -> list[dict[str, Any]]:
+def _last_of(rejection: Mapping[str, Any]) -> list[dict[str, Any]]:
     detail = f"{rejection['reason']}: {rejection['detail']}"
     if rejection["attempts"] > 1:
         detail += f" (rejected {_times(rejection['attempts'])}, this is the last)"
@@ -43,51 +47,27 @@ def _last_of(rejection: Any) -> list[dict[str, Any]]:
     return events
 
 
-async def record_rejections(db: Executor, rejected: list[dict[str, Any]]) -> None:
-    """Note ``sale.rejected`` bodies (store, order, reason, detail) in the order's history."""
-    rows = [
+def history_rows(rejected: list[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    """(store, order, "reason: detail") of the ``sale.rejected`` bodies that name an order."""
+    return [
         (r["store_id"], r["order_id"], f"{r.get('reason')}: {r.get('detail')}"[:2000])
         for r in rejected
         if isinstance(r.get("store_id"), int) and isinstance(r.get("order_id"), int)
     ]
-    if rows:
-        await db.execute(
-            "INSERT INTO mapper.rejection_history (store_id, order_id, what, detail)"
-            " SELECT s, o, 'rejected', d FROM unnest($1::bigint[], $2::bigint[], $3::text[])"
-            " AS t(s, o, d)",
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-        )
 
 
-async def order_trace(db: Executor, store_id: int, order_id: int) -> dict[str, Any]:
+def timeline(
+    sale: Mapping[str, Any] | None,
+    rejection: Mapping[str, Any] | None,
+    history: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
     """The mapper's part of an order's timeline: ``state`` (None, ``pending_review``,
-    ``rejected`` or ``parked``) and ``events``.
+    ``rejected`` or ``parked``) and ``events``, from its sale, its rejection and its history.
 
     ``rejected``: the order could not become a sale (``sale.rejected``) and waits in
     ``mapper.orders.parked`` for an operator's retry. ``parked``: an operator retried it and it
     was rejected again (its cause is not fixed yet); it waits in the parking queue again.
     """
-    sale = await db.fetchrow(
-        "SELECT id::text AS sale_id, order_number, total, status,"
-        " jsonb_array_length(warnings) AS warnings, created_at"
-        " FROM mapper.sales WHERE store_id = $1 AND order_id = $2",
-        store_id,
-        order_id,
-    )
-    rejection = await db.fetchrow(
-        "SELECT reason, detail, attempts, rejected_at, resolved_at, retried_at, retries"
-        " FROM mapper.rejections WHERE store_id = $1 AND order_id = $2",
-        store_id,
-        order_id,
-    )
-    history = await db.fetch(
-        "SELECT at, what, detail FROM mapper.rejection_history"
-        " WHERE store_id = $1 AND order_id = $2 ORDER BY at",
-        store_id,
-        order_id,
-    )
     events = [_history_event(h["at"], h["what"], h["detail"]) for h in history]
     state: str | None = None
     if rejection is not None:

@@ -16,7 +16,7 @@ import pytest
 
 from services import system as composition
 from services.mapper import ops
-from services.mapper import settings as store_settings
+from services.mapper.adapters import settings as store_settings
 from shared.contracts import Address, OrderCustomer, OrderPaid, StorePayment
 from shared.db import migrate
 from shared.settings import Settings

@@ -17,7 +17,7 @@ from services.ingest.handlers import disable_store
 from services.ingest.tokens import cipher_from_settings
 from services.ledger import ops as ledger_ops
 from services.mapper import ops as mapper_ops
-from services.mapper import settings as store_settings
+from services.mapper.adapters import settings as store_settings
 from shared.contracts import Address, OrderPartiallyRefunded, PrivacyRequest, SaleConfirm
 from shared.outbox import publish_staged
 from tests.harness import System

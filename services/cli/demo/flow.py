@@ -30,7 +30,7 @@ from services.cli.demo.report import summary, summary_json
 from services.ingest import ops as ingest
 from services.ingest.tokens import generate_key
 from services.mapper import ops as mapper
-from services.mapper import settings as store_settings
+from services.mapper.adapters import settings as store_settings
 from shared.containers import docker_answers
 from shared.logging import configure_logging
 from shared.runtime import Running, start_service

@@ -2,9 +2,9 @@
 
 ``PostgresMapper`` is what the consumers open around a batch (``begin``): the imports'
 set-based statements (``adapters/bulk.py``, the one SQL path of an import), the stores'
-status as ingest announces it, and the LGPD requests (``services/mapper/privacy.py``). The
-operator actions read products by description and the open rejections (``orders rejected`` /
-``orders retry``) here.
+status as ingest announces it, and the LGPD requests (``adapters/privacy.py``, by the rules of
+``services/mapper/privacy.py``). The operator actions read products by description and the open
+rejections (``orders rejected`` / ``orders retry``) here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.mapper import privacy
+from services.mapper.adapters import privacy
 from services.mapper.adapters.bulk import PostgresImports
 from services.mapper.ports import MapperUnitOfWork
 from shared.contracts import PrivacyRequest
