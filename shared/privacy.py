@@ -12,7 +12,7 @@ Two ways in, used together because neither alone is enough:
   value quoted in a free-text detail, or kept under a field added later, goes too. A document
   matches in any punctuation, a phone by its digits.
 
-Each service applies these to its own tables and queues (``services/<svc>/privacy.py``);
+Each service applies these to its own tables and queues (``services/<svc>/adapters/privacy.py``);
 ``scrub_outbox_and_exports`` does the part every service shares: its unpublished messages and
 the export parts it filed for earlier data requests.
 """

@@ -2,9 +2,9 @@
 
 Each service owns its part: ingest the request record (``ingest.privacy_requests``) and what it
 knows of the named orders, the mapper the customer records, sales and rejections, the ledger the
-sales as it keeps them with their receivables (``services/<svc>/privacy.py``). The export is
-their parts side by side; a service that has not filed its part yet shows ``null`` and the export
-says ``complete: false``.
+sales as it keeps them with their receivables (``services/<svc>/adapters/privacy.py``, by the
+rules of ``services/<svc>/privacy.py``). The export is their parts side by side; a service that
+has not filed its part yet shows ``null`` and the export says ``complete: false``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """``nuvem-ledger orders trace``: where an order is, and why, from every service's own records.
 
-Each service answers for itself (``services/<svc>/trace.py``); this joins the three parts into
+Each service answers for itself (``services/<svc>/adapters/trace.py`` reads its rows,
+``services/<svc>/trace.py`` makes them its timeline); this joins the three parts into
 one timeline in time order and names the order's state, the furthest the records show:
 
 ``unknown`` nothing anywhere · ``received`` a webhook named it, nothing fetched yet ·
