@@ -34,10 +34,33 @@ class _RecordingPolicy(asyncio.DefaultEventLoopPolicy):
         loop.set_exception_handler(_record_unhandled)
         return loop
 
+    def set_event_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        # pytest-asyncio leaves a fresh placeholder loop as the thread's loop after each of its
+        # own; the next test replaces it without closing it, and its socket pair then fails
+        # whichever test's teardown collects it (ResourceWarning). A placeholder that is not
+        # running is closed when replaced; pytest-asyncio closes its own loops itself.
+        old: asyncio.AbstractEventLoop | None = self._local._loop  # type: ignore[attr-defined]
+        if (
+            old is not None
+            and old is not loop
+            and not getattr(old, "__pytest_asyncio", False)
+            and not old.is_running()
+            and not old.is_closed()
+        ):
+            old.close()
+        super().set_event_loop(loop)
+
+
+# One policy for the whole run: pytest-asyncio restores the policy it found after each test and
+# then makes its placeholder loop with it, so that policy must be this one too (else the
+# placeholders of the default policy are never closed).
+_POLICY = _RecordingPolicy()
+asyncio.set_event_loop_policy(_POLICY)
+
 
 @pytest.fixture(scope="session")
 def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return _RecordingPolicy()
+    return _POLICY
 
 
 @pytest.hookimpl(wrapper=True)
